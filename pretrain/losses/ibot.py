@@ -1,0 +1,147 @@
+"""iBOT masked-image-modeling loss on patch tokens, and the full iBOT objective."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from pretrain.losses.center import check_momentum, check_temperature, ema_update_center_
+from pretrain.losses.dino import DINOLoss
+
+
+class iBOTPatchLoss(nn.Module):  # noqa: N801 - the method's own spelling
+    """Self-distillation on masked patch tokens (Zhou et al., "iBOT: Image BERT Pre-Training
+    with Online Tokenizer", ICLR 2022, Eq. 2 / ``L_MIM``).
+
+    For every global view ``v`` the student sees the masked image and the teacher the intact
+    one; on each masked token ``n`` of that SAME view the loss is
+    ``-sum_k softmax((t_vn - c) / T_t)_k * log_softmax(s_vn / T_s)_k``. Per image it is summed
+    over its masked tokens and divided by its masked count (clamped to at least 1), then
+    averaged over all ``G * B`` images, so an unmasked image contributes 0 but still counts
+    in the mean (exactly as the reference implementation). The patch centre ``c`` (shape
+    ``(1, 1, K)``) is its own buffer, an EMA (momentum 0.9) of the teacher's mean over all
+    tokens of all images, all-reduced across ranks when ``torch.distributed`` is initialised.
+
+    Args:
+        patch_out_dim: number of patch prototypes ``K``.
+        student_temp: student temperature ``T_s``.
+        center_momentum: EMA momentum of the patch centre.
+    """
+
+    center: Tensor
+
+    def __init__(self, patch_out_dim: int, student_temp: float = 0.1, center_momentum: float = 0.9) -> None:
+        super().__init__()
+        if patch_out_dim < 1:
+            raise ValueError(f"patch_out_dim must be >= 1, got {patch_out_dim}")
+        check_temperature("student_temp", student_temp)
+        check_momentum(center_momentum)
+        self.patch_out_dim = patch_out_dim
+        self.student_temp = student_temp
+        self.center_momentum = center_momentum
+        self.register_buffer("center", torch.zeros(1, 1, patch_out_dim))
+
+    def forward(
+        self, student_patch: Tensor, teacher_patch: Tensor, masks: Tensor, teacher_temp: float | Tensor
+    ) -> Tensor:
+        """Compute the loss and update the patch centre.
+
+        Args:
+            student_patch: ``(G * B, N, K)`` student patch-head outputs of the masked views.
+            teacher_patch: ``(G * B, N, K)`` teacher patch-head outputs of the same views,
+                unmasked. Gradients never flow into it.
+            masks: ``(G * B, N)`` bool, True where the student's patch was masked.
+            teacher_temp: teacher temperature for this step.
+
+        Returns:
+            Scalar float32 loss.
+        """
+        check_temperature("teacher_temp", teacher_temp)
+        self._check_shapes(student_patch, teacher_patch, masks)
+        teacher = teacher_patch.detach().float()
+        q = F.softmax((teacher - self.center) / teacher_temp, dim=-1)
+        log_p = F.log_softmax(student_patch.float() / self.student_temp, dim=-1)
+        weights = masks.float()
+        weights = weights / weights.sum(-1, keepdim=True).clamp(min=1.0)  # (M, N): 1/count on masked
+        loss = -torch.einsum("mn,mnk,mnk->", weights, q, log_p) / masks.shape[0]
+        ema_update_center_(self.center, teacher.mean(dim=(0, 1), keepdim=True), self.center_momentum)
+        return loss
+
+    def _check_shapes(self, student: Tensor, teacher: Tensor, masks: Tensor) -> None:
+        if student.ndim != 3 or student.shape != teacher.shape or student.shape[-1] != self.patch_out_dim:
+            raise ValueError(
+                f"iBOTPatchLoss expects student and teacher (G*B, N, K={self.patch_out_dim}) of equal "
+                f"shape, got {tuple(student.shape)} and {tuple(teacher.shape)}"
+            )
+        if masks.shape != student.shape[:2] or masks.dtype != torch.bool:
+            raise ValueError(
+                f"masks must be bool of shape {tuple(student.shape[:2])}, got {masks.dtype} "
+                f"{tuple(masks.shape)}"
+            )
+
+
+class iBOTLossTerms(NamedTuple):  # noqa: N801
+    """The total iBOT loss and its two terms (for logging)."""
+
+    total: Tensor
+    cls: Tensor
+    patch: Tensor
+
+
+class iBOTLoss(nn.Module):  # noqa: N801
+    """The iBOT objective ``lambda_cls * L_[CLS] + lambda_patch * L_MIM`` (Zhou et al., ICLR 2022).
+
+    ``L_[CLS]`` is :class:`DINOLoss` over pairs of different views and ``L_MIM`` is
+    :class:`iBOTPatchLoss` on masked tokens of the same view; each keeps its own centre
+    (``cls.center`` and ``patch.center`` in the state dict).
+
+    Args:
+        out_dim: [CLS] head output size.
+        patch_out_dim: patch head output size.
+        n_global: number of global crops.
+        n_local: number of local crops.
+        student_temp: student temperature for both terms.
+        center_momentum: EMA momentum for both centres.
+        lambda_cls: weight of the [CLS] term.
+        lambda_patch: weight of the patch term.
+    """
+
+    def __init__(
+        self,
+        out_dim: int,
+        patch_out_dim: int,
+        n_global: int = 2,
+        n_local: int = 10,
+        student_temp: float = 0.1,
+        center_momentum: float = 0.9,
+        lambda_cls: float = 1.0,
+        lambda_patch: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.cls = DINOLoss(out_dim, n_global, n_local, student_temp, center_momentum)
+        self.patch = iBOTPatchLoss(patch_out_dim, student_temp, center_momentum)
+        self.lambda_cls = lambda_cls
+        self.lambda_patch = lambda_patch
+
+    def forward(
+        self,
+        student_cls: Tensor,
+        teacher_cls: Tensor,
+        student_patch: Tensor,
+        teacher_patch: Tensor,
+        masks: Tensor,
+        teacher_temp: float | Tensor,
+        teacher_patch_temp: float | Tensor | None = None,
+    ) -> iBOTLossTerms:
+        """Compute both terms; shapes as in :class:`DINOLoss` and :class:`iBOTPatchLoss`.
+
+        ``teacher_patch_temp`` defaults to ``teacher_temp``.
+        """
+        patch_temp = teacher_temp if teacher_patch_temp is None else teacher_patch_temp
+        cls_loss = self.cls(student_cls, teacher_cls, teacher_temp)
+        patch_loss = self.patch(student_patch, teacher_patch, masks, patch_temp)
+        total = self.lambda_cls * cls_loss + self.lambda_patch * patch_loss
+        return iBOTLossTerms(total, cls_loss, patch_loss)

@@ -1,0 +1,172 @@
+"""Optimizer, parameter groups, schedules and gradient handling for DINO/iBOT pretraining.
+
+Recipe (Caron et al., ICCV 2021; Zhou et al., ICLR 2022): AdamW, lr ``5e-4 * batch / 256`` with
+linear warm-up then cosine decay to 1e-6, weight decay cosine 0.04 -> 0.4 (none on biases,
+norms and tokens), teacher momentum cosine 0.996 -> 1, teacher temperature warm-up
+0.04 -> 0.07, gradient clipping at 3.0, last head layer frozen during the first epoch.
+Schedules are per step and computed once as numpy arrays; the step indexes them on the host.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+# Parameters whose names contain one of these are embeddings/tokens: decaying them towards 0
+# only hurts (DINO/timm exclude them too), whatever their rank.
+NO_DECAY_NAME_PARTS = ("pos_embed", "cls_token", "mask_token", "reg_token", "register_tokens")
+
+
+def _no_decay(name: str, param: Tensor) -> bool:
+    return param.ndim <= 1 or name.endswith(".bias") or any(p in name for p in NO_DECAY_NAME_PARTS)
+
+
+def param_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Split trainable parameters into a decayed and a non-decayed group.
+
+    No decay on biases, normalisation weights and every other 0-/1-D parameter, nor on
+    position embeddings and the [CLS] / mask / register tokens (matched by name). Frozen
+    parameters (``requires_grad=False``) are left out. Groups carry a ``"name"``
+    (``"decay"`` / ``"no_decay"``) and an ``"apply_wd"`` flag used by :func:`set_schedules_`.
+
+    Args:
+        module: the model (e.g. the student backbone + heads).
+        weight_decay: initial weight decay of the decayed group.
+
+    Returns:
+        Two optimizer param-group dicts (empty groups are dropped).
+    """
+    decay: list[Tensor] = []
+    no_decay: list[Tensor] = []
+    for name, param in module.named_parameters():
+        if param.requires_grad:
+            (no_decay if _no_decay(name, param) else decay).append(param)
+    groups = [
+        {"name": "decay", "params": decay, "weight_decay": weight_decay, "apply_wd": True},
+        {"name": "no_decay", "params": no_decay, "weight_decay": 0.0, "apply_wd": False},
+    ]
+    return [g for g in groups if g["params"]]
+
+
+def cosine_schedule(
+    base: float, final: float, total_steps: int, warmup_steps: int = 0, warmup_start: float = 0.0
+) -> np.ndarray:
+    """Per-step values: linear warm-up, then half-cosine from ``base`` to ``final``.
+
+    Step ``t < warmup_steps`` is ``warmup_start + (base - warmup_start) * t / warmup_steps``;
+    from ``warmup_steps`` on, the value follows
+    ``final + (base - final) * (1 + cos(pi * s / (S - 1))) / 2`` with ``s`` counted from the end
+    of warm-up over ``S`` cosine steps, so it starts at ``base`` and ends exactly at ``final``.
+
+    Used for the learning rate (``cosine_schedule(lr, 1e-6, T, warmup)``), weight decay
+    (``cosine_schedule(0.04, 0.4, T)``) and the teacher momentum
+    (``cosine_schedule(0.996, 1.0, T)``).
+
+    Args:
+        base: value at the end of warm-up.
+        final: value at the last step.
+        total_steps: length of the schedule (epochs * steps per epoch).
+        warmup_steps: linear warm-up steps (``<= total_steps``).
+        warmup_start: value at step 0 of the warm-up.
+
+    Returns:
+        ``(total_steps,)`` float64 array.
+    """
+    if total_steps < 0 or not 0 <= warmup_steps <= total_steps:
+        raise ValueError(
+            f"need 0 <= warmup_steps <= total_steps, got warmup_steps={warmup_steps}, "
+            f"total_steps={total_steps}"
+        )
+    warmup = warmup_start + (base - warmup_start) * np.arange(warmup_steps) / max(warmup_steps, 1)
+    n_cos = total_steps - warmup_steps
+    progress = np.arange(n_cos) / max(n_cos - 1, 1)
+    cosine = final + 0.5 * (base - final) * (1.0 + np.cos(np.pi * progress))
+    return np.concatenate([warmup, cosine]).astype(np.float64)
+
+
+def teacher_temp_schedule(
+    warmup_temp: float, temp: float, warmup_steps: int, total_steps: int
+) -> np.ndarray:
+    """Teacher temperature per step: linear ``warmup_temp -> temp`` over ``warmup_steps``, then flat.
+
+    DINO/iBOT: 0.04 -> 0.07 over the first 30 epochs (warming up avoids early instability).
+
+    Returns:
+        ``(total_steps,)`` float64 array; it reaches ``temp`` at step ``warmup_steps``.
+    """
+    if total_steps < 0 or warmup_steps < 0:
+        raise ValueError(f"steps must be >= 0, got warmup={warmup_steps}, total={total_steps}")
+    steps = np.arange(total_steps)
+    frac = np.minimum(steps / max(warmup_steps, 1), 1.0) if warmup_steps else np.ones(total_steps)
+    return warmup_temp + (temp - warmup_temp) * frac
+
+
+def set_schedules_(optimizer: torch.optim.Optimizer, lr: float, weight_decay: float) -> None:
+    """Set this step's learning rate on every group and weight decay on the decayed groups."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+        if group.get("apply_wd", True):
+            group["weight_decay"] = weight_decay
+
+
+def _params_with_grad(module: nn.Module | Iterable[Tensor]) -> list[Tensor]:
+    params = module.parameters() if isinstance(module, nn.Module) else module
+    return [p for p in params if p.grad is not None]
+
+
+def clip_gradients_(module: nn.Module | Iterable[Tensor], max_norm: float) -> Tensor:
+    """Clip the global gradient norm in place; return the pre-clip norm as a 0-d tensor.
+
+    Uses ``clip_grad_norm_`` with the multi-tensor (foreach) kernels where the device has them;
+    it scales by ``min(1, max_norm / norm)`` on the device, so there is no host sync.
+
+    Args:
+        module: a module or an iterable of parameters.
+        max_norm: maximal total L2 norm (3.0 in DINO/iBOT).
+    """
+    params = _params_with_grad(module)
+    if not params:
+        return torch.zeros(())
+    # foreach=None picks the fused multi-tensor path on CUDA and CPU and falls back elsewhere.
+    return torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=None)
+
+
+def cancel_last_layer_grads_(module: nn.Module, step: int, freeze_steps: int) -> None:
+    """Drop the gradients of the heads' ``last_layer`` while ``step < freeze_steps``.
+
+    DINO freezes the weight-normalised output layer during the first epoch because letting it
+    move early destabilises training. Setting ``grad = None`` also makes AdamW skip those
+    parameters (no weight decay, no moment update) for those steps.
+    """
+    if step >= freeze_steps:
+        return
+    for name, param in module.named_parameters():
+        if "last_layer" in name:
+            param.grad = None
+
+
+def build_optimizer(
+    groups: list[dict[str, Any]],
+    lr: float,
+    betas: tuple[float, float] = (0.9, 0.999),
+    fused: bool | None = None,
+) -> torch.optim.AdamW:
+    """AdamW over ``groups`` (from :func:`param_groups`), fused on CUDA.
+
+    Args:
+        groups: optimizer param groups.
+        lr: initial learning rate (the schedule overrides it every step).
+        betas: AdamW betas.
+        fused: force the fused kernel on/off; default: on iff every parameter is on CUDA.
+    """
+    params = [p for g in groups for p in g["params"]]
+    if not params:
+        raise ValueError("build_optimizer got no parameters to optimise (all frozen?)")
+    if fused is None:
+        fused = all(p.is_cuda for p in params)
+    kwargs: dict[str, Any] = {"fused": True} if fused else {"foreach": True}
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, **kwargs)
