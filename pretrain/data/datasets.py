@@ -1,0 +1,230 @@
+"""Image datasets for pretraining and evaluation: a robust image folder and Fashion-MNIST (IDX).
+
+Both expose ``targets`` (numpy int64, one label per sample) and ``classes`` for evaluation code,
+and return ``(image, label)`` where ``image`` is a PIL image (or ``transform(image)``).
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import multiprocessing
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+log = logging.getLogger(__name__)
+
+IMG_EXTENSIONS: tuple[str, ...] = (
+    ".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif",
+)
+
+FASHION_MNIST_CLASSES: tuple[str, ...] = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)
+_IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+_LAYOUT = "root/<class name>/<image file>, e.g. root/dog/0001.jpg"
+
+
+class ImageFolderDataset:
+    """Images in ``root/<class>/<image>`` (subfolders below a class are searched too).
+
+    A file that fails to decode (corrupt, truncated, not an image) is logged once with its path
+    and the reason, counted in ``skipped``, and replaced by the next decodable sample in index
+    order, so a batch never crashes and the substitution is the same in every worker.
+
+    Args:
+        root: Dataset folder with one subfolder per class.
+        transform: Optional callable applied to the PIL image.
+        extensions: File name endings (lower case) that count as images.
+
+    Raises:
+        FileNotFoundError: ``root`` is missing or holds no class folder with an image.
+    """
+
+    def __init__(self, root: str | os.PathLike, transform: Callable | None = None,
+                 extensions: tuple[str, ...] = IMG_EXTENSIONS) -> None:
+        self.root = Path(root)
+        self.transform = transform
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"image folder {self.root} does not exist; expected layout {_LAYOUT}")
+        self.classes = sorted(d.name for d in os.scandir(self.root) if d.is_dir() and not d.name.startswith("."))
+        self.class_to_idx = {name: i for i, name in enumerate(self.classes)}
+        self.samples: list[tuple[str, int]] = []
+        for name in self.classes:
+            for dirpath, dirnames, filenames in os.walk(self.root / name, followlinks=True):
+                dirnames.sort()
+                self.samples += [(os.path.join(dirpath, f), self.class_to_idx[name]) for f in sorted(filenames)
+                                 if f.lower().endswith(extensions) and not f.startswith(".")]
+        if not self.samples:
+            raise FileNotFoundError(
+                f"no images ({', '.join(extensions)}) found in {self.root}; expected layout {_LAYOUT}")
+        self.targets = np.array([label for _, label in self.samples], dtype=np.int64)
+        # One flag per file in shared memory: a bad file found by one DataLoader worker is logged
+        # and counted once, skipped by all workers, and visible to the main process.
+        self._bad = multiprocessing.RawArray("b", len(self.samples))
+        self._bad_lock = multiprocessing.Lock()
+
+    @property
+    def skipped(self) -> int:
+        """How many distinct unreadable files were met so far (in any process)."""
+        return int(np.frombuffer(self._bad, dtype=np.int8).sum())
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.targets
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        n = len(self.samples)
+        for offset in range(n):
+            i = (index + offset) % n
+            if self._bad[i]:
+                continue
+            path, label = self.samples[i]
+            try:
+                image = _load_image(path)
+            except Exception as err:  # any decoder failure: PIL raises OSError, ValueError, SyntaxError...
+                with self._bad_lock:
+                    first = not self._bad[i]
+                    self._bad[i] = 1
+                if first:
+                    log.warning("skipping unreadable image %s (%s: %s)", path, type(err).__name__, err)
+                continue
+            return (self.transform(image) if self.transform else image), label
+        raise RuntimeError(f"none of the {n} files under {self.root} could be decoded as an image")
+
+
+def _load_image(path: str) -> Image.Image:
+    with Image.open(path) as image:
+        image.load()  # decode now, so truncation errors surface here and not in the transform
+        return image
+
+
+class FashionMNIST:
+    """Fashion-MNIST from its IDX files (gzip-compressed or raw), 28x28 gray, 10 classes.
+
+    Xiao et al., "Fashion-MNIST: a Novel Image Dataset for Benchmarking Machine Learning
+    Algorithms", 2017. Files: ``train-images-idx3-ubyte[.gz]``, ``train-labels-idx1-ubyte[.gz]``,
+    ``t10k-images-idx3-ubyte[.gz]``, ``t10k-labels-idx1-ubyte[.gz]``, as installed by Debian's
+    ``dataset-fashion-mnist`` under /usr/share/datasets/fashion-mnist
+    (see `pretrain.data.fashion_mnist.ensure_fashion_mnist`).
+
+    Args:
+        root: Folder with the IDX files (a ``dpkg -x`` extraction root also works).
+        split: "train" (60000 images) or "test" (10000 images).
+        transform: Optional callable applied to each image.
+        as_pil: Return PIL "L" images (default) or uint8 arrays (28, 28).
+
+    Attributes:
+        images: uint8 array (N, 28, 28). labels / targets: int64 array (N,). classes: 10 names.
+    """
+
+    def __init__(self, root: str | os.PathLike, split: str = "train", transform: Callable | None = None,
+                 as_pil: bool = True) -> None:
+        if split not in _IDX_FILES:
+            raise ValueError(f"split must be one of {sorted(_IDX_FILES)}, got {split!r}")
+        self.root = _fashion_dir(Path(root))
+        self.split, self.transform, self.as_pil = split, transform, as_pil
+        image_name, label_name = _IDX_FILES[split]
+        self.images = read_idx(_find_idx(self.root, image_name), ndim=3)
+        self.labels = read_idx(_find_idx(self.root, label_name), ndim=1).astype(np.int64)
+        if len(self.images) != len(self.labels):
+            raise ValueError(f"{self.root}: {len(self.images)} images but {len(self.labels)} labels in split {split}")
+        if self.labels.size and not 0 <= self.labels.min() <= self.labels.max() < len(FASHION_MNIST_CLASSES):
+            raise ValueError(f"{self.root}: labels outside 0..9 in split {split}; the label file is not Fashion-MNIST")
+        self.classes = list(FASHION_MNIST_CLASSES)
+
+    @property
+    def targets(self) -> np.ndarray:
+        return self.labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        image: Any = self.images[index]
+        if self.as_pil:
+            image = Image.fromarray(image)  # a 2-D uint8 array gives mode "L"
+        return (self.transform(image) if self.transform else image), int(self.labels[index])
+
+
+def _fashion_dir(root: Path) -> Path:
+    nested = root / "usr" / "share" / "datasets" / "fashion-mnist"
+    if not any(root.glob("*-ubyte*")) and nested.is_dir():
+        return nested
+    return root
+
+
+def _find_idx(root: Path, name: str) -> Path:
+    for candidate in (root / name, root / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"{name}[.gz] not found in {root}; get Fashion-MNIST with "
+        f"`python -m pretrain.data.fashion_mnist DEST` (Debian package dataset-fashion-mnist)")
+
+
+def read_idx(path: str | os.PathLike, ndim: int | None = None) -> np.ndarray:
+    """Read an unsigned-byte IDX file (gzip or raw) into a uint8 array, validating its header.
+
+    Args:
+        path: The file.
+        ndim: Expected number of dimensions (3 for images, 1 for labels), or None for any.
+
+    Raises:
+        ValueError: Bad magic number, unexpected element type or dimensions, truncated data.
+    """
+    path = Path(path)
+    with open(path, "rb") as f:
+        raw = f.read()
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (EOFError, OSError, gzip.BadGzipFile) as err:
+            raise ValueError(f"{path}: corrupt or truncated gzip file ({err}); download it again") from err
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+        raise ValueError(f"{path}: not an IDX file (bad magic number {raw[:4].hex()})")
+    dtype_code, dims = raw[2], raw[3]
+    if dtype_code != 0x08:
+        raise ValueError(f"{path}: IDX element type 0x{dtype_code:02x} is not unsigned byte (0x08)")
+    if ndim is not None and dims != ndim:
+        raise ValueError(f"{path}: IDX file has {dims} dimensions, expected {ndim}")
+    header = 4 + 4 * dims
+    if len(raw) < header:
+        raise ValueError(f"{path}: truncated IDX header")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims))
+    expected = int(np.prod(shape, dtype=np.int64))
+    if len(raw) - header != expected:
+        raise ValueError(f"{path}: IDX data has {len(raw) - header} bytes but header shape {shape} needs "
+                         f"{expected}; the file is truncated or corrupt, download it again")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def build_dataset(name: str, root: str | os.PathLike, split: str | None = None,
+                  transform: Callable | None = None) -> ImageFolderDataset | FashionMNIST:
+    """Build a dataset by name.
+
+    Args:
+        name: "imagefolder" or "fashion_mnist".
+        root: Dataset folder.
+        split: imagefolder: None uses ``root`` itself, otherwise ``root/<split>`` (which must exist);
+            fashion_mnist: "train" (default) or "test".
+        transform: Optional callable applied to each PIL image.
+    """
+    if name == "imagefolder":
+        folder = Path(root) if split is None else Path(root) / split
+        return ImageFolderDataset(folder, transform=transform)
+    if name == "fashion_mnist":
+        return FashionMNIST(root, split=split or "train", transform=transform)
+    raise ValueError(f"unknown dataset {name!r}; use 'imagefolder' or 'fashion_mnist'")
