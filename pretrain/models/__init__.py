@@ -1,0 +1,22 @@
+"""ViT backbones, heads and weight loading for self-supervised pretraining.
+
+``create_model("vit_small", ...)`` builds a backbone by name; see :mod:`pretrain.models.vit`.
+"""
+
+from pretrain.models.heads import DINOHead
+from pretrain.models.registry import create_model, is_model, list_models, register_model
+from pretrain.models.vit import VisionTransformer, ViTFeatures
+from pretrain.models.weights import (
+    CheckpointError,
+    LoadReport,
+    create_model_from_checkpoint,
+    export_to_timm,
+    load_pretrained,
+    timm_kwargs,
+)
+
+__all__ = [
+    "CheckpointError", "DINOHead", "LoadReport", "VisionTransformer", "ViTFeatures", "create_model",
+    "create_model_from_checkpoint", "export_to_timm", "is_model", "list_models", "load_pretrained",
+    "register_model", "timm_kwargs",
+]

@@ -1,0 +1,120 @@
+"""Multi-head self-attention with fused SDPA, an explicit path, and cheap [CLS] attention.
+
+Standard attention uses one fused ``qkv`` projection (timm layout, so timm / DINO / iBOT
+weights load as-is). With a manifold key (Meng et al., 2024) the key has its own weights
+(:class:`~pretrain.models.manifold_key.ManifoldKey`) and query/value share a ``qv`` projection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pretrain.models.manifold_key import MANIFOLD_KEY_VARIANTS, ManifoldKey
+
+__all__ = ["Attention", "cls_attention", "KEY_VARIANTS", "ATTENTION_MODES"]
+
+KEY_VARIANTS = ("standard",) + MANIFOLD_KEY_VARIANTS
+ATTENTION_MODES = (None, "cls", "full")
+
+
+def cls_attention(q: torch.Tensor, k: torch.Tensor, scale: float) -> torch.Tensor:
+    """Attention of the first token ([CLS]) to all tokens, from q_cls and K only.
+
+    Costs O(T) per head instead of the O(T^2) full map.
+
+    Args:
+        q: (B, h, T, d) queries; only row 0 is used.
+        k: (B, h, T, d) keys.
+        scale: 1 / sqrt(d).
+
+    Returns:
+        (B, h, T) float32 softmax(q_cls k^T * scale).
+    """
+    logits = torch.matmul(q[:, :, :1] * scale, k.transpose(-2, -1))  # (B, h, 1, T)
+    return logits[:, :, 0].float().softmax(dim=-1)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention (Vaswani et al., 2017; Dosovitskiy et al., 2021).
+
+    Args:
+        dim: token width D.
+        num_heads: number of heads h (D must be divisible by h).
+        qkv_bias: bias on the query/key/value projection.
+        key_variant: ``standard`` or a manifold-key variant (spatialk, kua, simplek, vanillak).
+        num_charts: manifold-key charts H (ignored for ``standard``).
+        token_counts: sequence lengths the manifold key supports (ignored for ``standard``).
+        fused: use ``F.scaled_dot_product_attention``; False computes softmax(q k^T) v
+            explicitly (reference path for tests).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int = 8,
+        qkv_bias: bool = True,
+        key_variant: str = "standard",
+        num_charts: int = 4,
+        token_counts: Iterable[int] = (),
+        fused: bool = True,
+    ) -> None:
+        super().__init__()
+        if dim % num_heads != 0:
+            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
+        if key_variant not in KEY_VARIANTS:
+            raise ValueError(f"unknown key_variant {key_variant!r}; choose one of {KEY_VARIANTS}")
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.scale = self.head_dim**-0.5
+        self.fused = fused
+        self.key_variant = key_variant
+        if key_variant == "standard":
+            self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        else:
+            self.qv = nn.Linear(dim, 2 * dim, bias=qkv_bias)
+            self.key = ManifoldKey(dim, num_charts, key_variant, token_counts)
+        self.proj = nn.Linear(dim, dim)
+
+    def _split_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        b, t, _ = x.shape
+        h, d = self.num_heads, self.head_dim
+        if self.key_variant == "standard":
+            q, k, v = self.qkv(x).reshape(b, t, 3, h, d).permute(2, 0, 3, 1, 4).unbind(0)
+        else:
+            q, v = self.qv(x).reshape(b, t, 2, h, d).permute(2, 0, 3, 1, 4).unbind(0)
+            k = self.key(x).reshape(b, t, h, d).transpose(1, 2)
+        return q, k, v
+
+    def forward(
+        self, x: torch.Tensor, return_attention: str | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Self-attention over the tokens.
+
+        Args:
+            x: (B, T, D) tokens.
+            return_attention: None; ``"cls"`` for the [CLS] row (B, h, T) computed from q_cls
+                and K only; ``"full"`` for the full map (B, h, T, T) (explicit path).
+
+        Returns:
+            (out (B, T, D), attention or None).
+        """
+        b, t, c = x.shape
+        q, k, v = self._split_heads(x)
+        attn = None
+        if return_attention == "full" or not self.fused:
+            full = torch.matmul(q * self.scale, k.transpose(-2, -1)).softmax(dim=-1)
+            out = torch.matmul(full, v)
+            if return_attention == "full":
+                attn = full
+        else:
+            out = F.scaled_dot_product_attention(q, k, v)
+        if return_attention == "cls":
+            attn = cls_attention(q, k, self.scale)
+        elif return_attention not in ATTENTION_MODES:
+            raise ValueError(f"return_attention must be one of {ATTENTION_MODES}, got {return_attention!r}")
+        out = out.transpose(1, 2).reshape(b, t, c)
+        return self.proj(out), attn

@@ -1,0 +1,243 @@
+"""Loading pretrained weights into our ViT and exporting them in timm layout.
+
+Recognised inputs: our training checkpoints (``{"format": "attmask-ssl/1", "student": ...,
+"teacher": ...}``), timm ViT state dicts, DINO / iBOT / DINOv2 checkpoints (dicts with
+``teacher`` / ``student`` / ``state_dict`` / ``model`` entries, ``module.`` / ``backbone.``
+prefixes; projection-head keys are dropped). Learned position tables are resampled to the
+model's grid. Files are always read with ``torch.load(weights_only=True, map_location="cpu")``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import pickle
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pretrain.models.pos_embed import infer_prefix_and_grid, resample_patch_pos_embed
+from pretrain.models.registry import create_model
+from pretrain.models.vit import VisionTransformer
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["LoadReport", "CheckpointError", "read_checkpoint", "load_pretrained",
+           "create_model_from_checkpoint", "export_to_timm", "timm_kwargs"]
+
+_PREFIXES = ("module.", "_orig_mod.", "backbone.", "encoder.")
+_HEAD_PREFIXES = ("head.", "patch_head.", "head_drop.")
+_RENAMES = {"masked_embed": "mask_token", "register_tokens": "reg_token"}
+_STATE_KEYS = ("teacher", "student", "state_dict", "model", "module")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file cannot be read or holds no usable state dict."""
+
+
+@dataclass
+class LoadReport:
+    """What :func:`load_pretrained` did.
+
+    Attributes:
+        missing: model keys that got no value (kept at their initialisation).
+        unexpected: source keys the model has no place for (head keys are dropped silently).
+        mismatched: (key, source shape, model shape) left at their initialisation.
+        loaded: number of tensors copied.
+        notes: adaptations made (position-table resampling, renamed keys ...).
+    """
+
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
+    loaded: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        """True if every model tensor was loaded."""
+        return not self.missing and not self.mismatched
+
+
+def read_checkpoint(path: str | Path) -> Any:
+    """``torch.load(path, weights_only=True, map_location="cpu")`` with clear errors.
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointError: truncated / corrupt file, or objects weights_only refuses.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint file not found: {path}")
+    try:
+        # DINO / iBOT checkpoints keep their argparse.Namespace of arguments next to the weights.
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "weights_only" in str(e) or "Weights only" in str(e):
+            raise CheckpointError(
+                f"{path}: holds Python objects that torch.load(weights_only=True) refuses "
+                f"({str(e).splitlines()[0]}); re-save only the tensors (a plain state dict)"
+            ) from e
+        raise CheckpointError(f"cannot read checkpoint {path}: file is truncated or corrupt ({e})") from e
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: file is truncated or corrupt ({type(e).__name__}: {e})"
+        ) from e
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and len(obj) > 0 and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def _select_state_dict(obj: Any, which: str) -> Mapping[str, torch.Tensor]:
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"expected a dict-like checkpoint or state dict, got {type(obj).__name__}")
+    if str(obj.get("format", "")).startswith("attmask-ssl/"):
+        if not _is_state_dict(obj.get(which)):
+            raise CheckpointError(f"checkpoint has no {which!r} state dict; entries: {sorted(obj)}")
+        return obj[which]
+    for key in (which,) + _STATE_KEYS:
+        if _is_state_dict(obj.get(key)):
+            if key in ("teacher", "student") and key != which:
+                logger.warning("checkpoint has no %r weights; loading %r instead", which, key)
+            return obj[key]
+    if _is_state_dict(obj):
+        return obj
+    raise CheckpointError(f"no state dict found in checkpoint; top-level entries: {sorted(obj)[:20]}")
+
+
+def _strip(key: str) -> str:
+    changed = True
+    while changed:
+        changed = False
+        for p in _PREFIXES:
+            if key.startswith(p):
+                key, changed = key[len(p):], True
+    return _RENAMES.get(key, key)
+
+
+def _adapt_pos_embed(src: torch.Tensor, model: VisionTransformer, notes: list[str]) -> torch.Tensor:
+    """Map a source table (1, P' + g'*g', D) to the model's (1, num_cls + h*w, D)."""
+    p_src, grid_src = infer_prefix_and_grid(src.shape[1], prefer_prefix=model.num_cls)
+    patches = resample_patch_pos_embed(src[:, p_src:], grid_src, model.grid_hw)
+    if grid_src != model.grid_hw:
+        notes.append(f"pos_embed resampled (bicubic) from grid {grid_src} to {model.grid_hw}")
+    if model.num_cls == 0:
+        if p_src:
+            notes.append(f"pos_embed: dropped {p_src} prefix row(s) (model has no [CLS] token)")
+        return patches
+    if p_src == 0:
+        notes.append("pos_embed: source has no [CLS] row; using zeros for it")
+        return torch.cat([patches.new_zeros(1, 1, patches.shape[-1]), patches], dim=1)
+    if p_src > 1:
+        notes.append(f"pos_embed: kept the first of {p_src} prefix rows as the [CLS] row")
+    return torch.cat([src[:, :1].to(patches.dtype), patches], dim=1)
+
+
+def load_pretrained(
+    model: VisionTransformer, path_or_state_dict: str | Path | Mapping[str, Any], which: str = "teacher"
+) -> LoadReport:
+    """Load backbone weights into ``model`` (non-strict) and report what did not match.
+
+    Args:
+        model: the ViT to fill.
+        path_or_state_dict: a checkpoint file, a loaded checkpoint dict, or a state dict.
+        which: ``"teacher"`` or ``"student"`` for checkpoints that hold both.
+
+    Returns:
+        :class:`LoadReport`; the mismatches are also logged.
+    """
+    source = path_or_state_dict if isinstance(path_or_state_dict, Mapping) else read_checkpoint(path_or_state_dict)
+    src = _select_state_dict(source, which)
+    target = model.state_dict()
+    report = LoadReport()
+    selected: dict[str, torch.Tensor] = {}
+    for raw_key, value in src.items():
+        key = _strip(raw_key)
+        if key.startswith(_HEAD_PREFIXES):
+            continue
+        if key not in target:
+            report.unexpected.append(raw_key)
+            continue
+        if key == "pos_embed" and value.shape != target[key].shape and value.ndim == 3:
+            value = _adapt_pos_embed(value, model, report.notes)
+        if key == "mask_token" and value.numel() == target[key].numel():
+            value = value.reshape(target[key].shape)
+        if value.shape != target[key].shape:
+            report.mismatched.append((raw_key, tuple(value.shape), tuple(target[key].shape)))
+            continue
+        selected[key] = value
+    model.load_state_dict(selected, strict=False)
+    report.loaded = len(selected)
+    report.missing = [k for k in target if k not in selected]
+    _log_report(report, which)
+    return report
+
+
+def _log_report(report: LoadReport, which: str) -> None:
+    logger.info("load_pretrained(%s): loaded %d tensors", which, report.loaded)
+    for note in report.notes:
+        logger.info("load_pretrained: %s", note)
+    if report.missing:
+        logger.warning("load_pretrained: %d model keys not in checkpoint: %s", len(report.missing), report.missing)
+    if report.unexpected:
+        logger.warning("load_pretrained: %d checkpoint keys unused: %s", len(report.unexpected), report.unexpected)
+    for key, s, t in report.mismatched:
+        logger.warning("load_pretrained: shape mismatch for %s: checkpoint %s vs model %s", key, s, t)
+
+
+def create_model_from_checkpoint(path: str | Path, which: str = "teacher") -> tuple[VisionTransformer, LoadReport]:
+    """Rebuild the backbone recorded in one of our checkpoints and load its weights.
+
+    Raises:
+        CheckpointError: if the file has no ``"model": {"name", "kwargs"}`` entry.
+    """
+    ckpt = read_checkpoint(path)
+    arch = ckpt.get("model") if isinstance(ckpt, Mapping) else None
+    if not (isinstance(arch, Mapping) and "name" in arch):
+        raise CheckpointError(
+            f"{path} records no architecture (no 'model': {{'name', 'kwargs'}} entry, so not an attmask-ssl "
+            "checkpoint); build the model with create_model(...) and call load_pretrained(model, path)"
+        )
+    model = create_model(arch["name"], **dict(arch.get("kwargs") or {}))
+    return model, load_pretrained(model, ckpt, which)
+
+
+def timm_kwargs(model: VisionTransformer) -> dict[str, Any]:
+    """Keyword arguments for ``timm.models.vision_transformer.VisionTransformer`` matching
+    :func:`export_to_timm` (no classifier: ``num_classes=0``)."""
+    return dict(
+        img_size=model.img_hw, patch_size=model.patch_size, in_chans=model.patch_embed.proj.in_channels,
+        embed_dim=model.embed_dim, depth=model.depth, num_heads=model.num_heads, mlp_ratio=model.mlp_ratio,
+        qkv_bias=model.qkv_bias, class_token=model.num_cls == 1, reg_tokens=model.num_registers,
+        no_embed_class=False, global_pool="token" if model.pooling == "cls" else "avg", fc_norm=False,
+        num_classes=0,
+    )
+
+
+def export_to_timm(model: VisionTransformer) -> dict[str, torch.Tensor]:
+    """State dict in timm ``VisionTransformer`` layout (build it with :func:`timm_kwargs`).
+
+    Register tokens get zero rows in the position table (timm's layout with
+    ``no_embed_class=False``), the mask token and SimPool (which timm lacks; timm would
+    average-pool instead) are left out.
+
+    Raises:
+        ValueError: for manifold-key models (timm has no such attention).
+    """
+    if model.key_variant != "standard":
+        raise ValueError(f"cannot export key_variant={model.key_variant!r}: timm has only standard attention")
+    sd = {k: v.detach().clone() for k, v in model.state_dict().items()
+          if not k.startswith(("simpool.", "mask_token"))}
+    if model.simpool is not None:
+        logger.warning("export_to_timm: SimPool weights are not exported (timm has no SimPool)")
+    pos = model.pos_embed.detach().clone()
+    if model.num_registers and model.num_cls:
+        pos = torch.cat([pos[:, :1], pos.new_zeros(1, model.num_registers, pos.shape[-1]), pos[:, 1:]], dim=1)
+    sd["pos_embed"] = pos
+    return sd
