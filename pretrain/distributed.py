@@ -1,0 +1,101 @@
+"""torch.distributed set-up from torchrun-style environment variables.
+
+The launchers (torchrun, or ``launchers/`` for SLURM) export ``RANK``, ``WORLD_SIZE``,
+``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``; this module only reads those, so the
+training code never depends on how it was launched. NCCL on CUDA, gloo on CPU.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: torch.device, timeout_s: int = 1800) -> DistInfo:
+    """Joins the process group described by the environment (no-op for a single process).
+
+    Args:
+        device: The device this process trains on; selects NCCL (cuda) or gloo (cpu).
+        timeout_s: Collective timeout; a rank that never arrives fails loudly after it.
+
+    Returns:
+        This process's rank, world size and local rank.
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return DistInfo()
+    rank = int(os.environ["RANK"])
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    missing = [k for k in ("MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
+    if missing:
+        raise RuntimeError(
+            f"WORLD_SIZE={world_size} but {', '.join(missing)} not set: launch with torchrun "
+            "or launchers.slurm, which export the rendezvous address"
+        )
+    if not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        log.info(
+            "joining process group: rank %d/%d via %s at %s:%s",
+            rank, world_size, backend, os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"],
+        )
+        dist.init_process_group(
+            backend=backend,
+            rank=rank,
+            world_size=world_size,
+            timeout=datetime.timedelta(seconds=timeout_s),
+        )
+    return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank)
+
+
+def select_device(requested: str, local_rank: int = 0) -> torch.device:
+    """Resolves ``auto``/``cpu``/``cuda`` to this process's device."""
+    if requested == "auto":
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise RuntimeError("run.device=cuda but no CUDA device is visible; use run.device=cpu")
+        device = torch.device("cuda", local_rank % torch.cuda.device_count())
+        torch.cuda.set_device(device)
+        return device
+    return torch.device(requested)
+
+
+def is_dist() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def all_reduce_mean(t: torch.Tensor) -> torch.Tensor:
+    """Mean of ``t`` over all ranks (identity without a process group); does not sync the host."""
+    if is_dist():
+        t = t.clone()
+        dist.all_reduce(t)
+        t /= dist.get_world_size()
+    return t
+
+
+def barrier() -> None:
+    if is_dist():
+        dist.barrier()
+
+
+def cleanup() -> None:
+    if is_dist():
+        dist.destroy_process_group()

@@ -1,0 +1,119 @@
+"""Online k-NN check of the teacher backbone during pretraining.
+
+A plain-torch weighted k-NN (DINO protocol: cosine similarity of L2-normalised features,
+votes weighted by exp(sim / T)) on a fixed labelled subset. The full evaluator with faiss
+backends lives in ``downstream.knn``; this one only tracks progress.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pretrain.data.datasets import build_dataset
+from pretrain.data.loader import build_eval_loader
+from pretrain.data.transforms import EvalTransform, normalize_on_device
+
+log = logging.getLogger(__name__)
+
+
+def weighted_knn_top1(train_feats: torch.Tensor, train_labels: torch.Tensor,
+                      test_feats: torch.Tensor, test_labels: torch.Tensor, k: int = 20,
+                      temperature: float = 0.07, chunk: int = 1024) -> float:
+    """Top-1 accuracy (%) of the DINO weighted k-NN classifier.
+
+    Args:
+        train_feats: (N, D) features; normalised here. train_labels: (N,) int64.
+        test_feats: (M, D) features. test_labels: (M,) int64.
+        k: Neighbours; capped at N.
+        temperature: T in exp(sim / T).
+        chunk: Test rows per similarity block, bounding memory at chunk x N.
+    """
+    train = F.normalize(train_feats.float(), dim=1)
+    test = F.normalize(test_feats.float(), dim=1)
+    n_classes = int(max(train_labels.max(), test_labels.max())) + 1
+    k = min(k, train.shape[0])
+    correct = 0
+    for i in range(0, test.shape[0], chunk):
+        sim, idx = (test[i:i + chunk] @ train.T).topk(k, dim=1)
+        votes = torch.zeros(sim.shape[0], n_classes, dtype=torch.float32)
+        votes.scatter_add_(1, train_labels[idx], (sim / temperature).exp())
+        correct += int((votes.argmax(1) == test_labels[i:i + chunk]).sum())
+    return 100.0 * correct / test.shape[0]
+
+
+@torch.no_grad()
+def extract(backbone: nn.Module, loader, device: torch.device, mean, std,
+            autocast) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Pooled features (N, D) and labels (N,) of every batch of ``loader``."""
+    feats, labels = [], []
+    for images, y in loader:
+        x = normalize_on_device(images.to(device, non_blocking=True), mean, std)
+        with autocast:
+            feats.append(backbone(x).float().cpu())
+        labels.append(y)
+    return torch.cat(feats), torch.cat(labels)
+
+
+def _subset(dataset, limit: int, seed: int):
+    if limit <= 0 or limit >= len(dataset):
+        return dataset
+    idx = np.random.default_rng(seed).choice(len(dataset), size=limit, replace=False)
+    return torch.utils.data.Subset(dataset, np.sort(idx).tolist())
+
+
+class KnnMonitor:
+    """Holds the two labelled subsets and evaluates a backbone on them.
+
+    Args:
+        dataset: "fashion_mnist" or "imagefolder" (``root/<split>``).
+        root: Dataset root.
+        train_split, test_split: Split names (bank and queries).
+        max_train, max_test: Subset sizes (fixed, seeded), keeping the check cheap.
+        image_size: Evaluation crop side (should match the global crop size).
+    """
+
+    def __init__(self, dataset: str, root: str, train_split: str, test_split: str,
+                 max_train: int, max_test: int, image_size: int, k: int, temperature: float,
+                 batch_size: int, num_workers: int, mean, std) -> None:
+        tf = EvalTransform(image_size, resize=image_size)
+        self.train = build_eval_loader(_subset(build_dataset(dataset, root, train_split), max_train, 0),
+                                       tf, batch_size, num_workers)
+        self.test = build_eval_loader(_subset(build_dataset(dataset, root, test_split), max_test, 1),
+                                      tf, batch_size, num_workers)
+        self.k, self.temperature, self.mean, self.std = k, temperature, mean, std
+
+    def evaluate(self, backbone: nn.Module, device: torch.device, autocast) -> float:
+        was_training = backbone.training
+        backbone.eval()
+        try:
+            tr_x, tr_y = extract(backbone, self.train, device, self.mean, self.std, autocast)
+            te_x, te_y = extract(backbone, self.test, device, self.mean, self.std, autocast)
+        finally:
+            backbone.train(was_training)
+        return weighted_knn_top1(tr_x, tr_y, te_x, te_y, self.k, self.temperature)
+
+
+def raw_pixel_knn(dataset: str, root: str, train_split: str, test_split: str,
+                  max_train: int, max_test: int, k: int = 20, temperature: float = 0.07,
+                  size: Optional[int] = None) -> float:
+    """The same k-NN on raw pixels of the same subsets: the baseline a model must beat."""
+    def pixels(split, limit, seed):
+        ds = _subset(build_dataset(dataset, root, split), limit, seed)
+        tf = EvalTransform(size, resize=size) if size else None
+        xs, ys = [], []
+        for i in range(len(ds)):
+            img, y = ds[i]
+            t = tf(img) if tf else torch.as_tensor(np.asarray(img))
+            xs.append(t.float().flatten())
+            ys.append(y)
+        return torch.stack(xs), torch.as_tensor(ys)
+
+    tr_x, tr_y = pixels(train_split, max_train, 0)
+    te_x, te_y = pixels(test_split, max_test, 1)
+    return weighted_knn_top1(tr_x, tr_y, te_x, te_y, k, temperature)

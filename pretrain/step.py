@@ -1,0 +1,155 @@
+"""One iBOT / DINO training step: teacher forward, masks, student forward, losses.
+
+The order is the AttMask one: the teacher sees the unmasked global crops and its last-block
+attention (or SimPool map) is the masking score, so masks cost no extra forward pass; the
+student then sees the masked global crops and the unmasked local crops. Crops of one
+resolution run as one batch (crop-major: all images of crop 0, then crop 1, ...).
+Nothing here reads a tensor value on the host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Callable, Dict, Optional, Tuple
+
+import torch
+from torch import nn
+
+from pretrain.data.transforms import normalize_on_device
+from pretrain.models.teacher_student import MultiCropNetwork
+
+
+@dataclass
+class StepOutput:
+    """Scalars of one step (device tensors; read them only when logging)."""
+
+    loss: torch.Tensor
+    loss_cls: torch.Tensor
+    loss_patch: torch.Tensor
+    masked_fraction: torch.Tensor
+    attn_entropy: torch.Tensor
+    # kept for the picture log: global crops (G*B, 3, H, W), score (G*B, N), masks (G*B, N)
+    images: torch.Tensor
+    scores: Optional[torch.Tensor]
+    masks: Optional[torch.Tensor]
+
+
+def autocast_context(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
+    """bf16/fp16 autocast on the device, or nothing."""
+    if amp == "none":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def to_device_crops(batch: Tuple[torch.Tensor, torch.Tensor, torch.Tensor], device: torch.device,
+                    mean: Tuple[float, ...], std: Tuple[float, ...]):
+    """uint8 (G, B, 3, H, W) crops -> normalised float (G*B, 3, H, W) on the device."""
+    glob, loc, _ = batch
+    glob = normalize_on_device(glob.to(device, non_blocking=True).flatten(0, 1), mean, std)
+    loc = (normalize_on_device(loc.to(device, non_blocking=True).flatten(0, 1), mean, std)
+           if loc.shape[0] > 0 else None)
+    return glob, loc
+
+
+def attention_entropy(scores: torch.Tensor) -> torch.Tensor:
+    """Mean entropy (nats) of per-image score maps (B, N), renormalised to sum to one."""
+    p = scores.float().clamp_min(0)
+    p = p / p.sum(-1, keepdim=True).clamp_min(1e-12)
+    return -(p * p.clamp_min(1e-12).log()).sum(-1).mean()
+
+
+def forward_losses(student: nn.Module, teacher: MultiCropNetwork, losses: nn.ModuleDict,
+                   masker: Optional[Callable], glob: torch.Tensor, loc: Optional[torch.Tensor],
+                   n_global: int, teacher_temp: float, lambda_cls: float, lambda_patch: float,
+                   generator: Optional[torch.Generator], autocast: contextlib.AbstractContextManager,
+                   ) -> StepOutput:
+    """Computes the loss of one step (forward only; the caller does backward/update).
+
+    Args:
+        student: The student :class:`MultiCropNetwork` (possibly DDP-wrapped: we call
+            ``forward_global`` through ``module`` only for the teacher, never for the student,
+            so DDP's hooks see every student forward through ``__call__``).
+        teacher: The EMA teacher network.
+        losses: ``{"cls": DINOLoss, "patch": iBOTPatchLoss (iBOT only)}``.
+        masker: Mask strategy (None: no masked-image modelling).
+        glob: (G*B, 3, H, W) normalised global crops; loc: (L*B, 3, h, w) or None.
+        n_global: G.
+        teacher_temp: This step's teacher temperature.
+    """
+    patch_size = teacher.backbone.patch_size
+    grid = (glob.shape[-2] // patch_size, glob.shape[-1] // patch_size)
+    need_scores = masker is not None and masker.needs_attention
+    with autocast:
+        with torch.no_grad():
+            t_out = teacher.forward_global(glob, return_attention="cls")
+        masks = None
+        if masker is not None:
+            masks = masker(glob.shape[0], grid, scores=t_out.attention if need_scores else None,
+                           generator=generator)
+        s_glob, s_loc = student(glob, loc, masks)
+    s_cls = s_glob.cls_logits if s_loc is None else torch.cat([s_glob.cls_logits, s_loc])
+    loss_cls = losses["cls"](s_cls.float(), t_out.cls_logits.float(), teacher_temp)
+    zero = loss_cls.new_zeros(())
+    loss_patch = zero
+    if "patch" in losses and masks is not None:
+        loss_patch = losses["patch"](s_glob.patch_logits.float(), t_out.patch_logits.float(),
+                                     masks, teacher_temp)
+    loss = lambda_cls * loss_cls + lambda_patch * loss_patch
+    return StepOutput(
+        loss=loss, loss_cls=loss_cls.detach(), loss_patch=loss_patch.detach(),
+        masked_fraction=masks.float().mean() if masks is not None else zero,
+        attn_entropy=attention_entropy(t_out.attention),
+        images=glob, scores=t_out.attention, masks=masks,
+    )
+
+
+class StudentCall(nn.Module):
+    """All student crops in one ``__call__``: DDP allows one forward per backward, so the
+    global and the local path must run inside the same call."""
+
+    def __init__(self, net: MultiCropNetwork) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, glob: torch.Tensor, loc: Optional[torch.Tensor],
+                masks: Optional[torch.Tensor]):
+        """glob (G*B, 3, H, W), loc (L*B, 3, h, w) or None, masks (G*B, N) or None."""
+        out = self.net.forward_global(glob, masks=masks)
+        return out, (self.net.forward_local(loc) if loc is not None else None)
+
+
+def optimizer_step(optimizer: torch.optim.Optimizer, scaler: Optional[torch.amp.GradScaler],
+                   loss: torch.Tensor, params: Dict[str, list], clip: float,
+                   sched: Dict[str, float], freeze_last_layer: bool) -> torch.Tensor:
+    """Backward, clip, (skip if non-finite), update. Returns a 0-dim bool 'step was finite'.
+
+    A non-finite loss or gradient skips the update on the device: the fused AdamW kernel reads
+    ``found_inf`` and leaves weights and moments untouched, so no host sync is needed.
+    """
+    for i, group in enumerate(optimizer.param_groups):
+        group["lr"] = sched["lr"]
+        if i == 0:  # the decayed group (param_groups puts it first)
+            group["weight_decay"] = sched["wd"]
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+    else:
+        loss.backward()
+    if freeze_last_layer:
+        for p in params["last_layer"]:
+            p.grad = None
+    grads = [p for p in params["all"] if p.grad is not None]
+    norm = torch.nn.utils.clip_grad_norm_(grads, clip if clip > 0 else float("inf"), foreach=True)
+    finite = torch.isfinite(loss.detach()) & torch.isfinite(norm)
+    if scaler is not None:
+        scaler.step(optimizer)  # the scaler does its own inf check (and its own sync)
+        scaler.update()
+    elif optimizer.defaults.get("fused"):
+        optimizer.found_inf = (~finite).float()  # read by the fused AdamW kernel
+        optimizer.step()
+    elif bool(finite):  # non-fused fallback: one host read
+        optimizer.step()
+    return finite
