@@ -10,12 +10,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from pretrain.masking.ratios import mask_counts, ranks
+from pretrain.masking.ratios import exact_dtype, mask_counts, ranks
 
 ATTMASK_MODES = ("high", "low", "hint")
 
-# Hint counts are floor(show_max * r * N); float32 products such as 0.1 * 0.5 * 100 land a hair
-# below the integer, so floor after adding a small tolerance to count them as the integer.
+# Hint counts are floor(show_max * r * N); products such as 0.1 * float32(0.7) * 100 land a hair
+# below the integer the user means, so floor after adding a small tolerance.
 _FLOOR_TOLERANCE = 1e-4
 
 
@@ -69,7 +69,7 @@ def _hints(
     """``(B, N)`` bool: the patches AttMask-Hint reveals again (see :func:`attmask`)."""
     num_patches = score_rank.shape[1]
     pool = masks & (score_rank < int(show_max * num_patches))
-    n_show = torch.floor(show_max * ratios.float() * num_patches + _FLOOR_TOLERANCE).long()
+    n_show = torch.floor(show_max * exact_dtype(ratios) * num_patches + _FLOOR_TOLERANCE).long()
     keys = torch.rand(score_rank.shape, generator=generator, device=score_rank.device)
     keys = torch.where(pool, keys, torch.full_like(keys, 2.0))  # outside the pool: ranked last
     return pool & (ranks(keys) < n_show[:, None])

@@ -59,7 +59,16 @@ def mask_counts(ratios: Tensor, num_patches: int) -> Tensor:
     """``round(r * N)`` per row as int64 ``(B,)``, clamped to ``[0, N]``."""
     if ratios.ndim != 1:
         raise ValueError(f"ratios must be 1-D (B,), got shape {tuple(ratios.shape)}")
-    return torch.round(ratios.float() * num_patches).long().clamp(0, num_patches)
+    return torch.round(exact_dtype(ratios) * num_patches).long().clamp(0, num_patches)
+
+
+def exact_dtype(ratios: Tensor) -> Tensor:
+    """Ratios in float64 (float32 on MPS, which has no float64) for count arithmetic.
+
+    float32 products land on the wrong side of .5 boundaries: float32(0.9) * 35 rounds to
+    31.5 and then to 32, while the stored ratio 0.89999998 times 35 is 31.4999993 -> 31.
+    """
+    return ratios.float() if ratios.device.type == "mps" else ratios.double()
 
 
 def ranks(keys: Tensor, descending: bool = False) -> Tensor:

@@ -1,0 +1,105 @@
+"""Block-wise (BEiT/iBOT) masks: counts, shape of the blocks, any grid, determinism."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pretrain.masking import block_masks, default_min_area, mask_counts, random_masks
+
+
+def _components(mask: torch.Tensor) -> list[list[tuple[int, int]]]:
+    """4-connected components of a (H, W) bool grid, by flood fill."""
+    h, w = mask.shape
+    grid = mask.tolist()
+    seen, comps = set(), []
+    for i in range(h):
+        for j in range(w):
+            if grid[i][j] and (i, j) not in seen:
+                stack, comp = [(i, j)], []
+                seen.add((i, j))
+                while stack:
+                    y, x = stack.pop()
+                    comp.append((y, x))
+                    for ny, nx in ((y + 1, x), (y - 1, x), (y, x + 1), (y, x - 1)):
+                        if 0 <= ny < h and 0 <= nx < w and grid[ny][nx] and (ny, nx) not in seen:
+                            seen.add((ny, nx))
+                            stack.append((ny, nx))
+                comps.append(comp)
+    return comps
+
+
+def _bbox_fill(comp: list[tuple[int, int]]) -> float:
+    ys, xs = [p[0] for p in comp], [p[1] for p in comp]
+    return len(comp) / ((max(ys) - min(ys) + 1) * (max(xs) - min(xs) + 1))
+
+
+def test_min_area_follows_ibot_and_scales_with_grid():
+    assert default_min_area((14, 14)) == 16
+    assert default_min_area((28, 28)) == 81
+    assert default_min_area((7, 5)) == 1
+    assert default_min_area((1, 1)) == 1
+
+
+@pytest.mark.parametrize("grid", [(14, 14), (28, 28), (7, 5), (6, 9)])
+def test_counts_never_exceed_target_and_shortfall_is_small(grid):
+    # BEiT never overshoots (a block must add <= remaining patches) but may stop short when 10
+    # tries find no fitting block; in practice the shortfall is below the minimum block area.
+    n = grid[0] * grid[1]
+    ratios = torch.linspace(0.1, 0.5, 256)
+    masks = block_masks(ratios, grid, generator=torch.Generator().manual_seed(0))
+    target = mask_counts(ratios, n)
+    count = masks.sum(1)
+    assert masks.shape == (256, n)
+    assert (count <= target).all()
+    shortfall = (target - count).float()
+    assert shortfall.max() < default_min_area(grid) + 2
+    assert shortfall.mean() < 0.1 * target.float().mean()
+
+
+def test_unmasked_crops_stay_empty_and_tiny_grids_work():
+    ratios = torch.tensor([0.0, 0.5, 1.0, 0.0])
+    masks = block_masks(ratios, (14, 14))
+    assert not masks[0].any() and not masks[3].any()
+    assert 0.5 * 196 < masks[2].sum() <= 196  # rectangles rarely tile the whole grid (BEiT too)
+    one = block_masks(torch.tensor([1.0, 0.0, 0.6]), (1, 1))
+    assert one.tolist() == [[True], [False], [True]]
+    row = block_masks(torch.tensor([0.5] * 8), (1, 8))  # a 1-row grid: blocks span the full height
+    assert (row.sum(1) == 4).all()
+
+
+def test_blocks_are_rectangles():
+    # A target equal to the minimum area is reached by one rectangle whenever it is hit exactly
+    # (a second block could only add patches by overlapping the first).
+    ratios = torch.full((100,), 16 / 196)
+    masks = block_masks(ratios, (14, 14), generator=torch.Generator().manual_seed(1)).view(-1, 14, 14)
+    single = [m for m in masks if len(_components(m)) == 1]
+    assert len(single) > 50
+    fills = [_bbox_fill(_components(m)[0]) for m in single]
+    assert sum(f == 1.0 for f in fills) > 0.8 * len(fills)
+
+
+def test_blocky_compared_with_random():
+    ratios = torch.full((64,), 0.4)
+    blocks = block_masks(ratios, (14, 14), generator=torch.Generator().manual_seed(2)).view(-1, 14, 14)
+    rand = random_masks(ratios, (14, 14), generator=torch.Generator().manual_seed(2)).view(-1, 14, 14)
+    block_comps = sum(len(_components(m)) for m in blocks) / 64
+    rand_comps = sum(len(_components(m)) for m in rand) / 64
+    assert block_comps < 4 < rand_comps
+    fills = [_bbox_fill(c) for m in blocks for c in _components(m)]
+    assert sum(fills) / len(fills) > 0.7
+
+
+def test_deterministic_with_seeded_generator():
+    ratios = torch.rand(32, generator=torch.Generator().manual_seed(0)) * 0.5
+    a = block_masks(ratios, (7, 5), generator=torch.Generator().manual_seed(9))
+    b = block_masks(ratios, (7, 5), generator=torch.Generator().manual_seed(9))
+    c = block_masks(ratios, (7, 5), generator=torch.Generator().manual_seed(10))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="grid_hw"):
+        block_masks(torch.rand(2), (0, 4))
+    with pytest.raises(ValueError, match="aspect"):
+        block_masks(torch.rand(2), (4, 4), aspect_range=(2.0, 1.0))

@@ -1,0 +1,129 @@
+"""Parameter groups, schedules, gradient clipping and last-layer freezing."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from pretrain.optim import (
+    build_optimizer,
+    cancel_last_layer_grads_,
+    clip_gradients_,
+    cosine_schedule,
+    param_groups,
+    set_schedules_,
+    teacher_temp_schedule,
+)
+
+
+class TinyViTLike(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, 4))
+        self.mask_token = nn.Parameter(torch.zeros(1, 4))
+        self.reg_token = nn.Parameter(torch.zeros(1, 2, 4))
+        self.pos_embed = nn.Parameter(torch.zeros(1, 5, 4))
+        self.proj = nn.Linear(4, 4)
+        self.norm = nn.LayerNorm(4)
+        self.beta = nn.Parameter(torch.zeros(()))
+        self.head = nn.Sequential(nn.Linear(4, 3))
+        self.last_layer = nn.Linear(3, 2, bias=False)
+        self.frozen = nn.Parameter(torch.ones(3, 3), requires_grad=False)
+
+
+def _names(module: nn.Module, group: dict) -> set[str]:
+    ids = {id(p) for p in group["params"]}
+    return {n for n, p in module.named_parameters() if id(p) in ids}
+
+
+def test_param_group_membership():
+    model = TinyViTLike()
+    groups = {g["name"]: g for g in param_groups(model, weight_decay=0.04)}
+    assert _names(model, groups["decay"]) == {"proj.weight", "head.0.weight", "last_layer.weight"}
+    assert _names(model, groups["no_decay"]) == {
+        "cls_token", "mask_token", "reg_token", "pos_embed", "proj.bias",
+        "norm.weight", "norm.bias", "beta", "head.0.bias",
+    }
+    assert groups["decay"]["weight_decay"] == 0.04 and groups["no_decay"]["weight_decay"] == 0.0
+
+
+def test_cosine_schedule_values():
+    sched = cosine_schedule(1.0, 0.0, total_steps=12, warmup_steps=2, warmup_start=0.2)
+    assert sched.shape == (12,)
+    np.testing.assert_allclose(sched[:3], [0.2, 0.6, 1.0])
+    assert sched[-1] == pytest.approx(0.0)
+    mid = 2 + 9 / 2  # halfway through the 10 cosine steps (indices 0..9)
+    assert np.interp(mid, np.arange(12), sched) == pytest.approx(0.5)
+    assert np.all(np.diff(sched[2:]) < 0)
+
+
+def test_weight_decay_and_momentum_schedules():
+    wd = cosine_schedule(0.04, 0.4, 100)
+    assert wd[0] == pytest.approx(0.04) and wd[-1] == pytest.approx(0.4)
+    assert np.all(np.diff(wd) > 0)
+    mom = cosine_schedule(0.996, 1.0, 1000)
+    assert mom[0] == pytest.approx(0.996) and mom[-1] == pytest.approx(1.0)
+    assert mom[500] == pytest.approx(0.998, abs=1e-5)
+
+
+def test_teacher_temp_schedule():
+    temps = teacher_temp_schedule(0.04, 0.07, warmup_steps=3, total_steps=6)
+    np.testing.assert_allclose(temps, [0.04, 0.05, 0.06, 0.07, 0.07, 0.07])
+    np.testing.assert_allclose(teacher_temp_schedule(0.04, 0.07, 0, 3), [0.07] * 3)
+
+
+def test_schedule_argument_errors():
+    with pytest.raises(ValueError, match="warmup_steps"):
+        cosine_schedule(1.0, 0.0, total_steps=5, warmup_steps=6)
+
+
+def test_clip_gradients_returns_norm_and_clips():
+    model = nn.Linear(3, 1, bias=False)
+    model.weight.grad = torch.tensor([[3.0, 4.0, 0.0]])
+    norm = clip_gradients_(model, max_norm=1.0)
+    assert isinstance(norm, torch.Tensor) and norm.item() == pytest.approx(5.0)
+    assert model.weight.grad.norm().item() == pytest.approx(1.0, rel=1e-4)
+    model.weight.grad = torch.tensor([[0.3, 0.4, 0.0]])
+    clip_gradients_(model, max_norm=1.0)
+    torch.testing.assert_close(model.weight.grad, torch.tensor([[0.3, 0.4, 0.0]]))
+    assert clip_gradients_(nn.Linear(2, 2), 1.0).item() == 0.0  # no grads yet
+
+
+def test_cancel_last_layer_grads_only_during_freeze():
+    model = TinyViTLike()
+    for p in model.parameters():
+        if p.requires_grad:
+            p.grad = torch.ones_like(p)
+    cancel_last_layer_grads_(model, step=5, freeze_steps=10)
+    assert model.last_layer.weight.grad is None
+    assert model.proj.weight.grad is not None
+    model.last_layer.weight.grad = torch.ones_like(model.last_layer.weight)
+    cancel_last_layer_grads_(model, step=10, freeze_steps=10)
+    assert model.last_layer.weight.grad is not None
+
+
+def test_build_optimizer_and_set_schedules():
+    model = TinyViTLike()
+    opt = build_optimizer(param_groups(model, 0.04), lr=1e-3)
+    assert isinstance(opt, torch.optim.AdamW)
+    assert opt.defaults["foreach"] is True  # CPU parameters: foreach, not fused
+    set_schedules_(opt, lr=0.5, weight_decay=0.3)
+    by_name = {g["name"]: g for g in opt.param_groups}
+    assert by_name["decay"]["lr"] == by_name["no_decay"]["lr"] == 0.5
+    assert by_name["decay"]["weight_decay"] == 0.3 and by_name["no_decay"]["weight_decay"] == 0.0
+    before = model.pos_embed.detach().clone()
+    model.pos_embed.grad = torch.ones_like(model.pos_embed)
+    opt.step()
+    assert not torch.equal(before, model.pos_embed)
+    assert not math.isnan(model.pos_embed.sum().item())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_fused_on_cuda():
+    model = nn.Linear(4, 4).cuda()
+    opt = build_optimizer(param_groups(model, 0.04), lr=1e-3)
+    assert opt.defaults["fused"] is True
