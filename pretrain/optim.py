@@ -38,18 +38,18 @@ def param_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]
         weight_decay: initial weight decay of the decayed group.
 
     Returns:
-        Two optimizer param-group dicts (empty groups are dropped).
+        Two optimizer param-group dicts, always in this order: ``[decay, no_decay]`` (a group
+        may be empty; AdamW accepts that), so index 0 is the decayed group.
     """
     decay: list[Tensor] = []
     no_decay: list[Tensor] = []
     for name, param in module.named_parameters():
         if param.requires_grad:
             (no_decay if _no_decay(name, param) else decay).append(param)
-    groups = [
+    return [
         {"name": "decay", "params": decay, "weight_decay": weight_decay, "apply_wd": True},
         {"name": "no_decay", "params": no_decay, "weight_decay": 0.0, "apply_wd": False},
     ]
-    return [g for g in groups if g["params"]]
 
 
 def cosine_schedule(

@@ -42,13 +42,23 @@ def _names(module: nn.Module, group: dict) -> set[str]:
 
 def test_param_group_membership():
     model = TinyViTLike()
-    groups = {g["name"]: g for g in param_groups(model, weight_decay=0.04)}
+    ordered = param_groups(model, weight_decay=0.04)
+    assert [g["name"] for g in ordered] == ["decay", "no_decay"]  # index 0 is the decayed group
+    groups = {g["name"]: g for g in ordered}
     assert _names(model, groups["decay"]) == {"proj.weight", "head.0.weight", "last_layer.weight"}
     assert _names(model, groups["no_decay"]) == {
         "cls_token", "mask_token", "reg_token", "pos_embed", "proj.bias",
         "norm.weight", "norm.bias", "beta", "head.0.bias",
     }
     assert groups["decay"]["weight_decay"] == 0.04 and groups["no_decay"]["weight_decay"] == 0.0
+
+
+def test_groups_keep_order_when_one_is_empty():
+    groups = param_groups(nn.LayerNorm(4), weight_decay=0.1)
+    assert [g["name"] for g in groups] == ["decay", "no_decay"] and groups[0]["params"] == []
+    build_optimizer(groups, lr=1e-3)  # AdamW accepts the empty group
+    with pytest.raises(ValueError, match="no parameters"):
+        build_optimizer(param_groups(TinyViTLike().requires_grad_(False), 0.1), lr=1e-3)
 
 
 def test_cosine_schedule_values():
