@@ -7,6 +7,8 @@ over heads (or SimPool's attention map), taken from the teacher forward the loss
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -32,6 +34,7 @@ def attmask(
     - ``"low"``: mask the least attended patches (AttMask-Low).
     - ``"hint"``: as High, then reveal hints: among the top ``int(show_max * N)`` patches by
       score, unmask ``int(show_max * r_b * N)`` of them chosen uniformly at random
+      (both floors taken with a 1e-4 tolerance so 0.1 * 0.7 * 100 counts as 7)
       (AttMask-Hint). All of those are masked (for ``r_b >= show_max``), so the final count is
       exactly ``round(r_b * N) - int(show_max * r_b * N)``.
 
@@ -68,7 +71,7 @@ def _hints(
 ) -> Tensor:
     """``(B, N)`` bool: the patches AttMask-Hint reveals again (see :func:`attmask`)."""
     num_patches = score_rank.shape[1]
-    pool = masks & (score_rank < int(show_max * num_patches))
+    pool = masks & (score_rank < math.floor(show_max * num_patches + _FLOOR_TOLERANCE))
     n_show = torch.floor(show_max * exact_dtype(ratios) * num_patches + _FLOOR_TOLERANCE).long()
     keys = torch.rand(score_rank.shape, generator=generator, device=score_rank.device)
     keys = torch.where(pool, keys, torch.full_like(keys, 2.0))  # outside the pool: ranked last

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import random
+
 import pytest
 import torch
 
@@ -46,11 +49,11 @@ def test_counts_never_exceed_target_and_shortfall_is_small(grid):
     # BEiT never overshoots (a block must add <= remaining patches) but may stop short when 10
     # tries find no fitting block; in practice the shortfall is below the minimum block area.
     n = grid[0] * grid[1]
-    ratios = torch.linspace(0.1, 0.5, 256)
+    ratios = torch.linspace(0.1, 0.5, 128)
     masks = block_masks(ratios, grid, generator=torch.Generator().manual_seed(0))
     target = mask_counts(ratios, n)
     count = masks.sum(1)
-    assert masks.shape == (256, n)
+    assert masks.shape == (128, n)
     assert (count <= target).all()
     shortfall = (target - count).float()
     assert shortfall.max() < default_min_area(grid) + 2
@@ -103,3 +106,41 @@ def test_bad_arguments():
         block_masks(torch.rand(2), (0, 4))
     with pytest.raises(ValueError, match="aspect"):
         block_masks(torch.rand(2), (4, 4), aspect_range=(2.0, 1.0))
+
+
+def _sequential_beit(height: int, width: int, target: int, rng) -> torch.Tensor:
+    """Image-by-image BEiT/iBOT block loop (python random), as described in the module docstring."""
+    mask = torch.zeros(height, width, dtype=torch.bool)
+    low = default_min_area((height, width))
+    count = 0
+    while count < target:
+        remaining, added = target - count, 0
+        for _ in range(10):
+            area = rng.uniform(low, remaining)
+            aspect = math.exp(rng.uniform(math.log(0.3), math.log(1 / 0.3)))
+            h, w = round(math.sqrt(area * aspect)), round(math.sqrt(area / aspect))
+            if 1 <= h <= height and 1 <= w <= width:
+                top, left = rng.randint(0, height - h), rng.randint(0, width - w)
+                new = h * w - int(mask[top:top + h, left:left + w].sum())
+                if 0 < new <= remaining:
+                    mask[top:top + h, left:left + w] = True
+                    added = new
+                    break
+        if added == 0:
+            break
+        count += added
+    return mask
+
+
+def test_same_statistics_as_sequential_reference():
+    rng = random.Random(0)
+    ratios = torch.rand(400, generator=torch.Generator().manual_seed(3)) * 0.4 + 0.1
+    target = mask_counts(ratios, 196)
+    ours = block_masks(ratios, (14, 14), generator=torch.Generator().manual_seed(4)).view(-1, 14, 14)
+    ref = torch.stack([_sequential_beit(14, 14, int(t), rng) for t in target])
+    short_ours = (target - ours.flatten(1).sum(1)).float().mean()
+    short_ref = (target - ref.flatten(1).sum(1)).float().mean()
+    assert abs(short_ours - short_ref) < 0.5  # both about 0.7 patches short on average
+    comps_ours = sum(len(_components(m)) for m in ours[:150]) / 150
+    comps_ref = sum(len(_components(m)) for m in ref[:150]) / 150
+    assert abs(comps_ours - comps_ref) < 0.4
