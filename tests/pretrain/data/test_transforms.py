@@ -140,3 +140,18 @@ def test_spec_rejects_bad_values():
         MultiCropSpec(interpolation="lanczos")
     with pytest.raises(ValueError, match="n_global"):
         MultiCropSpec(n_global=0)
+
+
+def test_separable_blur_matches_torchvision_gaussian_blur():
+    from torchvision.transforms.v2 import functional as TF
+
+    from pretrain.data.transforms import RandomGaussianBlur
+
+    image = torch.from_numpy(skdata.chelsea()).permute(2, 0, 1)[:, :100, :120].contiguous()
+    ours = RandomGaussianBlur(13, sigma=(1.7, 1.7), p=1.0)(image)
+    reference = TF.gaussian_blur(image, [13, 13], [1.7, 1.7])
+    assert ours.dtype == torch.uint8 and ours.shape == image.shape
+    assert (ours.int() - reference.int()).abs().max() <= 1  # float rounding only
+    assert torch.equal(RandomGaussianBlur(13, (1.0, 2.0), p=0.0)(image), image)
+    with pytest.raises(ValueError, match="odd"):
+        RandomGaussianBlur(4, (0.1, 2.0))
