@@ -1,0 +1,49 @@
+"""Command-line parsing shared by the evaluators: ``--config FILE key=value ...`` plus flag aliases.
+
+The typed config machinery is :func:`pretrain.config.parse_args`; this adds the issue's
+flag spellings (``--checkpoint F``, ``--output F`` ...) by rewriting them to ``key=value``
+overrides, so every setting still goes through one validated path.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Optional, Sequence, TypeVar
+
+from pretrain.config import parse_args
+
+T = TypeVar("T")
+
+
+def rewrite_aliases(argv: Sequence[str], aliases: Mapping[str, str]) -> list[str]:
+    """``--flag VALUE`` / ``--flag=VALUE`` -> ``key=VALUE`` for every alias; other items unchanged.
+
+    Raises:
+        SystemExit: An alias without a value (argparse-style exit code 2).
+    """
+    out: list[str] = []
+    items = list(argv)
+    i = 0
+    while i < len(items):
+        item = items[i]
+        flag, eq, value = item.partition("=")
+        if flag in aliases:
+            if not eq:
+                if i + 1 >= len(items):
+                    raise SystemExit(f"error: {flag} needs a value (e.g. {flag} FILE)")
+                value = items[i + 1]
+                i += 1
+            out.append(f"{aliases[flag]}={value}")
+        else:
+            out.append(item)
+        i += 1
+    return out
+
+
+def parse_with_aliases(schema: type[T], argv: Optional[Sequence[str]], aliases: Mapping[str, str],
+                       description: str = "") -> T:
+    """Parse ``argv`` (default: ``sys.argv[1:]``) into a config of ``schema``."""
+    import sys
+
+    argv = sys.argv[1:] if argv is None else argv
+    text = (description or "") + "\n\nFlag aliases: " + ", ".join(f"{f} X = {k}=X" for f, k in aliases.items())
+    return parse_args(schema, rewrite_aliases(argv, aliases), description=text)

@@ -1,0 +1,117 @@
+"""Labelled evaluation data for the downstream evaluators: ImageFolder, Fashion-MNIST or FFCV.
+
+A :class:`DataSpec` names the dataset; the loaders yield ``(uint8 images (B, 3, H, W), int64
+labels (B,))`` in dataset order (resize the short side, center crop; normalisation happens on
+the device in :func:`downstream.features.represent`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, List, Optional
+
+import numpy as np
+from torch.utils.data import Subset
+
+from pretrain.data import EvalTransform, build_dataset, build_eval_loader
+from pretrain.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+
+log = logging.getLogger(__name__)
+
+DATASETS: tuple[str, ...] = ("imagefolder", "fashion_mnist", "ffcv")
+_DEFAULT_SPLIT = {("imagefolder", "train"): "train", ("imagefolder", "test"): "val",
+                  ("fashion_mnist", "train"): "train", ("fashion_mnist", "test"): "test"}
+
+
+@dataclass
+class DataSpec:
+    """One labelled image set.
+
+    ``split`` empty picks the role's usual split: ImageFolder ``root/train`` and ``root/val``
+    (or ``root`` itself when that subfolder does not exist), Fashion-MNIST ``train`` / ``test``.
+    ``image_size`` 0 means the model's own input size (the pretraining crop size recorded in our
+    checkpoints, 224 otherwise): manifold-key models only accept that size.
+    ``resize`` 0 means ``round(image_size / 0.875)`` (256 for 224); resize = image_size crops nothing.
+    ``max_samples`` > 0 keeps an evenly spaced subset (class balance kept for sorted folders).
+    """
+
+    dataset: str = "imagefolder"  # imagefolder | fashion_mnist | ffcv
+    root: str = ""
+    split: str = ""
+    ffcv_path: str = ""
+    image_size: int = 0
+    resize: int = 0
+    interpolation: str = "bicubic"
+    batch_size: int = 128
+    num_workers: int = 4
+    max_samples: int = 0
+    mean: List[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
+    std: List[float] = field(default_factory=lambda: list(IMAGENET_STD))
+
+
+def _split_for(spec: DataSpec, role: str) -> Optional[str]:
+    if spec.split:
+        return spec.split
+    split = _DEFAULT_SPLIT[(spec.dataset, role)]
+    if spec.dataset == "imagefolder" and not (Path(spec.root) / split).is_dir():
+        return None  # root itself is the class folder tree
+    return split
+
+
+def dataset_targets(dataset: Any) -> np.ndarray:
+    """Labels (N,) int64 of a dataset (or Subset) without decoding images."""
+    if isinstance(dataset, Subset):
+        return dataset_targets(dataset.dataset)[np.asarray(dataset.indices)]
+    return np.asarray(dataset.targets, dtype=np.int64)
+
+
+def build_eval_dataset(spec: DataSpec, role: str, transform: Optional[Callable] = None) -> Any:
+    """The map-style dataset of ``spec`` for ``role`` ("train" or "test"), optionally subsampled.
+
+    Raises:
+        ValueError: Unknown dataset name, missing root, or the FFCV path (use :func:`build_eval_loader_for`).
+    """
+    if spec.dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {spec.dataset!r}; choose one of {', '.join(DATASETS)}")
+    if spec.dataset == "ffcv":
+        raise ValueError("an FFCV file is read by its own loader: use build_eval_loader_for")
+    if not spec.root:
+        raise ValueError(f"{role} data needs a root folder: set {role}_data.root=... (or data.root=...)")
+    split = _split_for(spec, role)
+    if spec.dataset == "fashion_mnist" and split == "val":
+        split = "test"  # Fashion-MNIST has no separate validation split
+    dataset = build_dataset(spec.dataset, spec.root, split, transform=transform)
+    if 0 < spec.max_samples < len(dataset):
+        keep = np.linspace(0, len(dataset) - 1, spec.max_samples).round().astype(np.int64)
+        dataset = Subset(dataset, keep.tolist())
+    log.info("%s data: %s %s split=%s, %d images", role, spec.dataset, spec.root, split, len(dataset))
+    return dataset
+
+
+def eval_transform(spec: DataSpec, image_size: int) -> EvalTransform:
+    """Resize + center crop to ``image_size`` (uint8)."""
+    return EvalTransform(image_size, spec.resize or None, spec.interpolation)
+
+
+def build_eval_loader_for(spec: DataSpec, role: str, image_size: int, pin_memory: bool = False) -> Iterable:
+    """Loader of (uint8 (B, 3, S, S), int64 (B,)) batches over ``spec`` in dataset order, S = image_size."""
+    if spec.dataset == "ffcv":
+        return _ffcv_eval_loader(spec, image_size)
+    dataset = build_eval_dataset(spec, role)
+    return build_eval_loader(dataset, eval_transform(spec, image_size), spec.batch_size, spec.num_workers,
+                             pin_memory)
+
+
+def _ffcv_eval_loader(spec: DataSpec, image_size: int) -> Iterable:
+    try:
+        from pretrain.data import ffcv_loader  # noqa: PLC0415 - imports ffcv lazily
+    except ImportError as exc:
+        raise ValueError(f"FFCV input is not supported in this install ({exc}); export the images to an "
+                         "ImageFolder or install the ffcv extra (pip install -e .[ffcv])") from None
+    if not hasattr(ffcv_loader, "build_ffcv_eval_loader"):
+        raise ValueError("FFCV evaluation input is not yet supported: pretrain.data.ffcv_loader has no "
+                         "build_ffcv_eval_loader; use dataset=imagefolder or fashion_mnist")
+    return ffcv_loader.build_ffcv_eval_loader(spec.ffcv_path or spec.root, image_size=image_size,
+                                              batch_size=spec.batch_size, num_workers=spec.num_workers)
