@@ -68,10 +68,11 @@ class ImageFolderDataset:
             raise FileNotFoundError(
                 f"no images ({', '.join(extensions)}) found in {self.root}; expected layout {_LAYOUT}")
         self.targets = np.array([label for _, label in self.samples], dtype=np.int64)
-        # One flag per file in shared memory: a bad file found by one DataLoader worker is logged
-        # and counted once, skipped by all workers, and visible to the main process.
+        # One flag per file in shared memory: a bad file found by one DataLoader worker is counted
+        # once, skipped by all workers, and visible to the main process. No lock (a lock made in
+        # one multiprocessing context cannot travel to spawn workers): two workers failing on the
+        # same file at the same instant may both log it, the count stays exact.
         self._bad = multiprocessing.RawArray("b", len(self.samples))
-        self._bad_lock = multiprocessing.Lock()
 
     @property
     def skipped(self) -> int:
@@ -95,9 +96,7 @@ class ImageFolderDataset:
             try:
                 image = _load_image(path)
             except Exception as err:  # any decoder failure: PIL raises OSError, ValueError, SyntaxError...
-                with self._bad_lock:
-                    first = not self._bad[i]
-                    self._bad[i] = 1
+                first, self._bad[i] = not self._bad[i], 1
                 if first:
                     log.warning("skipping unreadable image %s (%s: %s)", path, type(err).__name__, err)
                 continue
