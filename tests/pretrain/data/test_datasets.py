@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import operator
 import shutil
 
 import numpy as np
@@ -86,6 +87,15 @@ def test_last_file_bad_wraps_around_to_the_first(tmp_path):
     assert ds.samples[-1][0].endswith("zzz.jpg")
     image, label = ds[len(ds) - 1]
     assert label == 0 and np.array_equal(np.asarray(image), np.asarray(ds[0][0])) and ds.skipped == 1
+
+
+@pytest.mark.slow
+def test_skipped_count_works_with_spawned_workers(tmp_path):
+    _write_folder(tmp_path, corrupt=True)
+    ds = ImageFolderDataset(tmp_path, transform=operator.attrgetter("size"))  # picklable for spawn
+    loader = torch.utils.data.DataLoader(ds, batch_size=3, num_workers=2, multiprocessing_context="spawn")
+    assert sum(len(b[1]) for b in loader) == 6
+    assert ds.skipped == 2
 
 
 def test_all_files_unreadable_is_a_clear_error(tmp_path):
