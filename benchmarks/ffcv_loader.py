@@ -1,0 +1,178 @@
+"""Images/s of the FFCV multi-crop loader against the torchvision DataLoader path, in one run.
+
+Same recipe (MultiCropSpec defaults: 2x224 + 10x96, iBOT augmentations), same JPEGs, same
+worker count, same batch size. Loaders compared:
+
+- ``torchvision``: `pretrain.data.loader.build_pretrain_loader` + `MultiCropTransform` (the fallback path).
+- ``ffcv-redecode``: our FFCV pipeline decoding the JPEG again for every crop, the cost model
+  of FFCV-SSL (one decoder pipeline per crop).
+- ``ffcv``: our FFCV pipeline, each image decoded once and all 12 crops cut from it.
+
+The image set: random crops of the real photos shipped in scikit-image and scikit-learn, resized
+to a 400-500 px long side and saved as JPEG (quality 90) in an ImageFolder (one class per photo).
+The loaders run in alternating rounds (one epoch slice each), so background load on a shared
+machine hits all of them alike; the first round (worker start-up, numba compilation) is not timed.
+
+Usage: python benchmarks/ffcv_loader.py [--images 2000] [--workers 2] [--batch-size 64] [--rounds 4]
+Writes benchmarks/results/ffcv_loader.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+RESULTS = Path(__file__).resolve().parent / "results" / "ffcv_loader.md"
+
+
+def real_photos() -> dict[str, np.ndarray]:
+    """The RGB photos of skimage.data and sklearn's sample images (uint8 (H, W, 3))."""
+    import skimage.data
+    from sklearn.datasets import load_sample_images
+
+    names = ["astronaut", "coffee", "chelsea", "rocket", "cat", "hubble_deep_field", "immunohistochemistry",
+             "retina", "camera", "brick", "grass", "gravel"]
+    photos = {}
+    for name in names:
+        try:
+            image = getattr(skimage.data, name)()
+        except Exception:  # some datasets need pooch downloads: skip what is not shipped
+            continue
+        photos[name] = np.repeat(image[:, :, None], 3, axis=2) if image.ndim == 2 else image[:, :, :3]
+    for name, image in zip(["china", "flower"], load_sample_images().images):
+        photos[name] = image
+    return photos
+
+
+def build_image_folder(folder: Path, count: int, seed: int = 0) -> None:
+    """Save ``count`` random crops of the real photos, long side 400-500 px, as JPEGs."""
+    rng = np.random.default_rng(seed)
+    photos = real_photos()
+    names = sorted(photos)
+    for k in range(count):
+        name = names[k % len(names)]
+        photo = photos[name]
+        h, w = photo.shape[:2]
+        side_h, side_w = int(h * rng.uniform(0.5, 1.0)), int(w * rng.uniform(0.5, 1.0))
+        top, left = rng.integers(0, h - side_h + 1), rng.integers(0, w - side_w + 1)
+        crop = Image.fromarray(photo[top: top + side_h, left: left + side_w])
+        long_side = int(rng.integers(400, 501))
+        scale = long_side / max(crop.size)
+        crop = crop.resize((max(1, round(crop.size[0] * scale)), max(1, round(crop.size[1] * scale))),
+                           Image.BICUBIC)
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        crop.save(folder / name / f"{k:05d}.jpg", quality=90)
+
+
+def time_round(loader, epoch: int, batches: int) -> float:
+    """Seconds to draw ``batches`` batches of epoch ``epoch``."""
+    loader.set_epoch(epoch)
+    start = time.perf_counter()
+    for i, (global_crops, local_crops, _) in enumerate(loader):
+        assert global_crops.dtype == torch.uint8 and local_crops.shape[0] > 0
+        if i + 1 == batches:
+            break
+    return time.perf_counter() - start
+
+
+def machine() -> str:
+    cpu = "unknown"
+    if Path("/proc/cpuinfo").exists():
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    import ffcv
+    import numba
+
+    return (f"nproc {os.cpu_count()}, {cpu}, Python {platform.python_version()}, torch {torch.__version__}, "
+            f"ffcv {ffcv.__version__}, numba {numba.__version__}, load average at start "
+            f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batches", type=int, default=4, help="timed batches per loader per round")
+    parser.add_argument("--rounds", type=int, default=4, help="rounds incl. the untimed first one")
+    parser.add_argument("--workdir", default=None, help="keep the images and beton here (default: temp dir)")
+    parser.add_argument("--out", default=str(RESULTS))
+    args = parser.parse_args()
+
+    from pretrain.data.datasets import ImageFolderDataset
+    from pretrain.data.ffcv_loader import FFCVPretrainLoader
+    from pretrain.data.ffcv_writer import write_beton
+    from pretrain.data.loader import build_pretrain_loader
+    from pretrain.data.transforms import MultiCropSpec, MultiCropTransform
+
+    torch.set_num_threads(1)  # the main process only collates; workers do the work in both paths
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="ffcv-bench-"))
+    folder, beton = workdir / "images", workdir / "images.beton"
+    if not folder.exists():
+        build_image_folder(folder, args.images)
+    if not beton.exists():
+        write_beton(beton, "imagefolder", folder, max_resolution=512, jpeg_quality=90, workers=args.workers,
+                    progress=False)
+    spec = MultiCropSpec()
+    loaders = {
+        "torchvision": build_pretrain_loader(ImageFolderDataset(folder), MultiCropTransform(spec), args.batch_size,
+                                             args.workers, seed=0),
+        "ffcv-redecode": FFCVPretrainLoader(beton, spec, args.batch_size, args.workers, seed=0, redecode=True),
+        "ffcv": FFCVPretrainLoader(beton, spec, args.batch_size, args.workers, seed=0),
+    }
+    times: dict[str, list[float]] = {name: [] for name in loaders}
+    for r in range(args.rounds):
+        for name, loader in loaders.items():
+            seconds = time_round(loader, r, args.batches)
+            if r > 0:
+                times[name].append(seconds)
+            print(f"round {r} {name}: {args.batches * args.batch_size / seconds:.1f} images/s", flush=True)
+    rate = {name: args.batches * args.batch_size / statistics.median(t) for name, t in times.items()}
+    write_report(Path(args.out), args, rate, times, machine())
+
+
+def write_report(out: Path, args: argparse.Namespace, rate: dict[str, float], times: dict[str, list[float]],
+                 machine_line: str) -> None:
+    base = rate["torchvision"]
+    rows = [f"| {name} | {r:.1f} | {r / base:.2f}x | {r / rate['ffcv-redecode']:.2f}x | "
+            f"{', '.join(f'{args.batches * args.batch_size / s:.0f}' for s in times[name])} |"
+            for name, r in rate.items()]
+    text = "\n".join([
+        "# FFCV multi-crop loader vs torchvision DataLoader",
+        "",
+        f"Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC. "
+        f"Machine: {machine_line}.",
+        "",
+        f"Recipe: 2x224 + 10x96 crops (MultiCropSpec defaults), batch {args.batch_size}, "
+        f"{args.workers} workers in every loader, {args.images} JPEGs (400-500 px, quality 90) cut from "
+        "the real photos of scikit-image / scikit-learn; the beton stores the same images as JPEG "
+        "(max side 512, quality 90). Median over "
+        f"{args.rounds - 1} timed rounds of {args.batches} batches each, loaders interleaved per round.",
+        "",
+        "| loader | images/s | vs torchvision | vs FFCV-SSL-style re-decode | per round |",
+        "|---|---|---|---|---|",
+        *rows,
+        "",
+        f"Command: `python benchmarks/ffcv_loader.py --images {args.images} --workers {args.workers} "
+        f"--batch-size {args.batch_size} --batches {args.batches} --rounds {args.rounds}`",
+        "",
+    ])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
