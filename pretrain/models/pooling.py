@@ -59,10 +59,10 @@ class SimPool(nn.Module):
         if self.gamma is None:
             pooled = torch.matmul(attn.to(v.dtype).unsqueeze(1), v)[:, 0]
             return pooled, attn
-        # fp32 and no autocast: pow with a fractional exponent is ill-conditioned in bf16
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            vf = v.float()
-            vf = vf - vf.amin(dim=(1, 2), keepdim=True) + self.eps  # per-sample min
-            pooled = torch.matmul(attn.unsqueeze(1), vf.pow(self.gamma))[:, 0].pow(1.0 / self.gamma)
-            pooled = pooled + self.beta.float()
+        # fp32, and an elementwise product + sum rather than a matmul so that autocast cannot
+        # bring it back to bf16: pow with a fractional exponent is ill-conditioned there
+        vf = v.float()
+        vf = vf - vf.amin(dim=(1, 2), keepdim=True) + self.eps  # per-sample min
+        pooled = (attn.unsqueeze(-1) * vf.pow(self.gamma)).sum(dim=1).pow(1.0 / self.gamma)
+        pooled = pooled + self.beta.float()
         return pooled.to(v.dtype), attn

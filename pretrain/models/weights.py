@@ -74,9 +74,7 @@ def read_checkpoint(path: str | Path) -> Any:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file not found: {path}")
     try:
-        # DINO / iBOT checkpoints keep their argparse.Namespace of arguments next to the weights.
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", weights_only=True)
+        return _torch_load(path)
     except pickle.UnpicklingError as e:
         if "weights_only" in str(e) or "Weights only" in str(e):
             raise CheckpointError(
@@ -88,6 +86,15 @@ def read_checkpoint(path: str | Path) -> Any:
         raise CheckpointError(
             f"cannot read checkpoint {path}: file is truncated or corrupt ({type(e).__name__}: {e})"
         ) from e
+
+
+def _torch_load(path: Path) -> Any:
+    # DINO / iBOT checkpoints keep their argparse.Namespace of arguments next to the weights.
+    if hasattr(torch.serialization, "safe_globals"):  # torch >= 2.5
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    torch.serialization.add_safe_globals([argparse.Namespace])
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _is_state_dict(obj: Any) -> bool:

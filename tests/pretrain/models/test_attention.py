@@ -1,0 +1,76 @@
+"""Fused vs explicit attention and the cheap [CLS] attention row."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pretrain.models import create_model
+from pretrain.models.attention import Attention, cls_attention
+
+
+@pytest.mark.parametrize("key_variant", ["standard", "vanillak", "simplek"])
+def test_fused_equals_explicit(key_variant):
+    attn = Attention(64, num_heads=4, key_variant=key_variant, num_charts=2, token_counts=[10])
+    x = torch.randn(3, 10, 64)
+    fused, _ = attn(x)
+    attn.fused = False
+    explicit, _ = attn(x)
+    torch.testing.assert_close(fused, explicit, atol=1e-5, rtol=1e-5)
+
+
+def test_full_map_is_a_softmax_and_used_for_the_output():
+    attn = Attention(64, num_heads=4)
+    x = torch.randn(2, 9, 64)
+    out, full = attn(x, return_attention="full")
+    assert full.shape == (2, 4, 9, 9)
+    torch.testing.assert_close(full.sum(-1), torch.ones(2, 4, 9))
+    torch.testing.assert_close(out, attn(x)[0], atol=1e-5, rtol=1e-5)
+
+
+def test_cls_row_equals_row_zero_of_full_map():
+    attn = Attention(64, num_heads=4)
+    x = torch.randn(2, 9, 64)
+    out_cls, row = attn(x, return_attention="cls")
+    _, full = attn(x, return_attention="full")
+    assert row.shape == (2, 4, 9)
+    torch.testing.assert_close(row, full[:, :, 0], atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(out_cls, attn(x)[0])
+
+
+def test_cls_attention_never_builds_the_token_by_token_map():
+    q = torch.randn(1, 2, 1000, 8)
+    k = torch.randn(1, 2, 1000, 8)
+    row = cls_attention(q, k, 8**-0.5)
+    assert row.shape == (1, 2, 1000)
+    ref = ((q[:, :, :1] @ k.transpose(-2, -1)) * 8**-0.5).softmax(-1)[:, :, 0]
+    torch.testing.assert_close(row, ref)
+
+
+@pytest.mark.parametrize("registers", [0, 2])
+def test_model_cls_attention_is_patch_part_of_full_row_averaged_over_heads(registers):
+    model = create_model("vit_pico", img_size=32, patch_size=8, num_registers=registers).eval()
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        cheap = model.forward_features(x, return_attention="cls")
+        full = model.forward_features(x, return_attention="full")
+    p = 1 + registers
+    assert cheap.attention.shape == (3, 16)
+    torch.testing.assert_close(cheap.attention, full.attention[:, :, 0, p:].mean(dim=1), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(cheap.pooled, full.pooled, atol=1e-5, rtol=1e-5)
+
+
+def test_explicit_model_matches_fused_model():
+    model = create_model("vit_pico", img_size=32, patch_size=8).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        fused = model(x)
+        for blk in model.blocks:
+            blk.attn.fused = False
+        explicit = model(x)
+    torch.testing.assert_close(fused, explicit, atol=1e-5, rtol=1e-5)
+
+
+def test_bad_heads_raise():
+    with pytest.raises(ValueError, match="divisible by num_heads"):
+        Attention(10, num_heads=3)
