@@ -4,24 +4,23 @@ Pretraining batches are ``(global_crops, local_crops, labels)``: uint8 (G, B, 3,
 uint8 (L, B, 3, Hl, Wl) and int64 (B,) (-1 where the dataset has no label).
 
 Determinism: the sample order is a permutation drawn from (seed, epoch), padded to a multiple of
-world_size and dealt to ranks round-robin; each sample's augmentation runs under torch's global
-generator seeded from (seed, epoch, dataset index) inside `torch.random.fork_rng`, so crops do not
-depend on the number of workers nor on where an epoch was resumed (`set_epoch(e, start_batch=k)`
-yields exactly batches k.. of the full epoch without decoding the skipped ones).
+world_size and dealt to ranks round-robin; each sample's augmentation runs with torch's (and
+Python's and NumPy's) global generator seeded from (seed, epoch, dataset index), the previous
+states restored afterwards, so crops depend neither on the number of workers nor on where an
+epoch was resumed (`set_epoch(e, start_batch=k)` yields exactly batches k.. of the full epoch,
+without decoding the skipped ones).
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
+import random
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
-
-log = logging.getLogger(__name__)
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
@@ -74,6 +73,22 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
+@contextlib.contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """Seed torch's, Python's and NumPy's global generators for one sample, restoring them after,
+    so any transform (torchvision v2 draws from torch, older code from `random`) is reproducible."""
+    py_state, np_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        try:
+            yield
+        finally:
+            random.setstate(py_state)
+            np.random.set_state(np_state)
+
+
 class _SeededView:
     """Dataset view whose item ``(index, seed)`` is ``transform(dataset[index])`` under that seed."""
 
@@ -85,14 +100,13 @@ class _SeededView:
 
     def __getitem__(self, key: tuple[int, int]) -> tuple[Any, int]:
         index, seed = key
-        with torch.random.fork_rng(devices=[]), _one_thread():
-            torch.manual_seed(seed)
+        with _seeded(seed), _one_thread():
             return _apply(self.dataset[index], self.transform)
 
 
 def _apply(item: Any, transform: Callable | None) -> tuple[Any, int]:
-    image, label = item if isinstance(item, (tuple, list)) and len(item) == 2 else (item, -1)
-    return (transform(image) if transform is not None else image), int(label)
+    image, label = item if isinstance(item, (tuple, list)) and len(item) == 2 else (item, None)
+    return (transform(image) if transform is not None else image), (-1 if label is None else int(label))
 
 
 class _CollateCrops:
@@ -133,6 +147,8 @@ class PretrainLoader:
 
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
         """Select the epoch to iterate next, starting at batch ``start_batch`` (for resuming)."""
+        if epoch < 0:
+            raise ValueError(f"epoch must be >= 0, got {epoch}")
         if not 0 <= start_batch <= len(self):
             raise ValueError(f"start_batch must be in [0, {len(self)}], got {start_batch}")
         self._sampler.epoch, self._sampler.start_batch = int(epoch), int(start_batch)
@@ -161,6 +177,8 @@ def build_pretrain_loader(dataset: Any, transform: Callable, batch_size: int, nu
     Returns:
         A `PretrainLoader` yielding (uint8 (G, B, 3, Hg, Wg), uint8 (L, B, 3, Hl, Wl), int64 (B,)).
     """
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
     if not 0 <= rank < world_size:
         raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
     sampler = _EpochBatchSampler(len(dataset), batch_size, seed, rank, world_size)

@@ -141,3 +141,20 @@ def test_eval_loader_keeps_order_and_last_batch(fmnist):
     assert [b[0].shape for b in batches] == [(8, 3, 32, 32)] * 2 + [(5, 3, 32, 32)]
     assert all(b[0].dtype == torch.uint8 and b[1].dtype == torch.int64 for b in batches)
     assert torch.cat([b[1] for b in batches]).tolist() == fmnist.labels[:21].tolist()
+
+
+def test_python_random_transforms_are_reproducible_and_global_state_is_restored(fmnist):
+    import random
+
+    def jitter(image):  # old-style augmentation drawing from Python's `random` and NumPy
+        shift = random.randint(0, 50) + int(np.random.randint(0, 50))
+        x = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).expand(3, 28, 28)
+        return [x.clamp(max=255 - shift) + shift], []
+
+    data = Subset(fmnist, range(16))
+    random.seed(123)
+    before = random.random()
+    random.seed(123)
+    first = _epoch(build_pretrain_loader(data, jitter, 4, 0, seed=9), 0)
+    assert random.random() == before  # the loader did not consume the caller's random stream
+    _assert_same(first, _epoch(build_pretrain_loader(data, jitter, 4, 0, seed=9), 0))
