@@ -89,6 +89,9 @@ class MultiCropSpec:
     std: tuple[float, float, float] = IMAGENET_STD
 
     def __post_init__(self) -> None:
+        # Configs (OmegaConf) hand over lists: store tuples so the spec stays hashable and immutable.
+        for name in ("global_scale", "local_scale", "color_jitter", "blur_p", "blur_sigma", "mean", "std"):
+            object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
         if self.n_global < 1 or self.n_local < 0:
             raise ValueError(f"need n_global >= 1 and n_local >= 0, got {self.n_global}, {self.n_local}")
         if self.global_size < 1 or self.local_size < 1:
@@ -107,10 +110,10 @@ class MultiCropSpec:
         out = []
         for i in range(self.n_global):
             second = i % 2 == 1
-            out.append(CropView(self.global_size, tuple(self.global_scale),
+            out.append(CropView(self.global_size, self.global_scale,
                                 self.blur_p[1] if second else self.blur_p[0],
                                 self.solarize_p if second else 0.0))
-        out += [CropView(self.local_size, tuple(self.local_scale), self.blur_p[2], 0.0)] * self.n_local
+        out += [CropView(self.local_size, self.local_scale, self.blur_p[2], 0.0)] * self.n_local
         return out
 
 

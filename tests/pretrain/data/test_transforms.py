@@ -155,3 +155,9 @@ def test_separable_blur_matches_torchvision_gaussian_blur():
     assert torch.equal(RandomGaussianBlur(13, (1.0, 2.0), p=0.0)(image), image)
     with pytest.raises(ValueError, match="odd"):
         RandomGaussianBlur(4, (0.1, 2.0))
+
+
+def test_spec_from_config_lists_is_hashable_and_equal():
+    from_lists = MultiCropSpec(global_scale=[0.25, 1], blur_p=[1, 0.1, 0.5], mean=[0.485, 0.456, 0.406])
+    assert from_lists == MultiCropSpec() and hash(from_lists) == hash(MultiCropSpec())
+    assert from_lists.views()[0].scale == (0.25, 1.0)
