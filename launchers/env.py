@@ -169,9 +169,16 @@ def detect(environ: Optional[Mapping[str, str]] = None) -> Optional[DistributedE
 
 
 def export(dist: DistributedEnv, environ: Optional[MutableMapping[str, str]] = None) -> None:
-    """Writes the torchrun-style variables into ``environ`` (default: this process)."""
+    """Writes the torchrun-style variables into ``environ`` (default: this process).
+
+    Also caps intra-op threads at the task's CPUs (``OMP_NUM_THREADS`` from
+    ``SLURM_CPUS_PER_TASK``, unless already set): otherwise every rank on a node starts one
+    thread per core and they slow each other down.
+    """
     environ = os.environ if environ is None else environ
     environ.update(dist.variables())
+    if environ.get("SLURM_CPUS_PER_TASK") and "OMP_NUM_THREADS" not in environ:
+        environ["OMP_NUM_THREADS"] = environ["SLURM_CPUS_PER_TASK"]
     logger.info(
         "distributed env: rank %d/%d (local %d/%d, node %d/%d), master %s:%d",
         dist.rank, dist.world_size, dist.local_rank, dist.local_world_size,

@@ -122,12 +122,15 @@ SchedulerType=sched/backfill
 SchedulerParameters=sched_interval=2,bf_interval=2
 MpiDefault=none
 ReturnToService=2
-KillWait=10
+# seconds between SIGTERM and SIGKILL: time for the training loop to flush a checkpoint
+KillWait=30
 MinJobAge=600
 $ACCOUNTING
 NodeName=localhost NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$MEM_MB State=UNKNOWN
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 CONF
+CHANGED=1
+cmp -s "$SLURM_CONF.new" "$SLURM_CONF" 2>/dev/null && CHANGED=0
 mv "$SLURM_CONF.new" "$SLURM_CONF"
 
 # --- daemons (each started only if its pid file does not name a live process)
@@ -138,7 +141,11 @@ fi
 if [ "$SLURM_WITH_DBD" = 1 ] && ! sacctmgr -n -P list cluster format=cluster 2>/dev/null | grep -qx "$CLUSTER"; then
   sacctmgr -i add cluster "$CLUSTER" >/dev/null
 fi
-alive "$SLURM_DIR/slurmctld.pid" || slurmctld
+if alive "$SLURM_DIR/slurmctld.pid"; then
+  [ "$CHANGED" = 0 ] || scontrol reconfigure  # running daemons pick up the new slurm.conf
+else
+  slurmctld
+fi
 alive "$SLURM_DIR/slurmd.pid" || slurmd -N localhost
 wait_for 60 sh -c 'sinfo -h -o %T | grep -Eq "idle|mix|alloc"' \
   || die "node did not come up: $SLURM_DIR/log/slurmctld.log, $SLURM_DIR/log/slurmd.log"

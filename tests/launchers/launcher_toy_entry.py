@@ -102,8 +102,12 @@ def run(cfg: ToyConfig) -> dict:
 
 
 def _evaluate(cfg: ToyConfig) -> dict:
-    trained = json.loads(Path(cfg.checkpoint).read_text())  # fails if pretraining did not finish
-    result = {"evaluated_step": trained["step"], "checkpoint_time": trained["time"], "time": time.time()}
+    path = Path(cfg.checkpoint)  # missing if the pretraining did not finish
+    try:
+        step = json.loads(path.read_text())["step"]  # the toy's own checkpoint
+    except UnicodeDecodeError:  # a real pretrain.train checkpoint
+        step = torch.load(path, map_location="cpu", weights_only=True)["step"]
+    result = {"evaluated_step": step, "checkpoint_time": path.stat().st_mtime, "time": time.time()}
     Path(cfg.output).parent.mkdir(parents=True, exist_ok=True)
     Path(cfg.output).write_text(json.dumps(result))
     return result

@@ -55,8 +55,9 @@ def test_every_task_of_a_multi_node_job_agrees_on_the_rendezvous():
 
 
 def test_export_sets_the_torchrun_variables():
-    target: dict = {}
+    target: dict = {"SLURM_CPUS_PER_TASK": "6"}
     env.export(env.detect(_slurm_task(5, 1, 1)), target)
+    assert target["OMP_NUM_THREADS"] == "6"  # ranks sharing a node do not oversubscribe it
     assert target["RANK"] == "5" and target["WORLD_SIZE"] == "8" and target["LOCAL_RANK"] == "1"
     assert target["MASTER_ADDR"] == "gpu017" and target["MASTER_PORT"] == str(env.master_port_for_job(4242))
 
