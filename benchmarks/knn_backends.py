@@ -108,7 +108,7 @@ def machine() -> str:
             f"faiss {faiss.__version__}, numpy {np.__version__}, Python {platform.python_version()}")
 
 
-def report(rows: list[dict], args, auto_choice: str) -> str:
+def report(rows: list[dict], args, auto_choice: str, loads: tuple[str, str]) -> str:
     ref = next(r for r in rows if r["impl"] == "dino_reference")
     lines = [
         "# k-NN backends vs a DINO-style torch k-NN",
@@ -117,6 +117,7 @@ def report(rows: list[dict], args, auto_choice: str) -> str:
         f"Machine: {machine()}  ",
         f"Data: {args.n_train} x {args.dim} train, {args.n_test} x {args.dim} test float32, {args.classes} classes "
         f"(synthetic clusters); k in {list(KS)}, T = {TEMPERATURE}; each implementation in a fresh process.  ",
+        f"Load average (1/5/15 min) at start: {loads[0]}, at end: {loads[1]} (other jobs shared the CPU).  ",
         f"`auto` resolves to **{auto_choice}** here. Command: `python benchmarks/knn_backends.py`",
         "",
         "| implementation | time (s) | time / ref | peak RSS (MB) | RSS over data (MB) | mem / ref | "
@@ -152,6 +153,7 @@ def main() -> None:
     from downstream.knn_backends import available_backends, resolve_backend
     impls = ["dino_reference"] + available_backends() + ["auto"]
     rows = []
+    load_start = " ".join(f"{x:.1f}" for x in os.getloadavg())
     with tempfile.TemporaryDirectory(prefix="knn-bench-") as tmp:
         make_data(Path(tmp), args.n_train, args.n_test, args.dim, args.classes)
         for impl in impls:
@@ -159,7 +161,8 @@ def main() -> None:
                                  capture_output=True, text=True, check=True)
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
             print(f"{impl}: {rows[-1]['seconds']:.1f} s, peak {rows[-1]['peak_mb']:.0f} MB", flush=True)
-    text = report(rows, args, resolve_backend("auto"))
+    load_end = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    text = report(rows, args, resolve_backend("auto"), (load_start, load_end))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text)
     print(text)

@@ -73,7 +73,7 @@ def train_heads(source, dims: dict[str, int], num_classes: int, lrs: Sequence[fl
         progress: tqdm bar over epochs.
 
     Returns:
-        (heads, mean training loss per epoch).
+        (heads, per epoch the mean training loss of the head that trained best that epoch).
     """
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
@@ -82,23 +82,23 @@ def train_heads(source, dims: dict[str, int], num_classes: int, lrs: Sequence[fl
     optimizer = torch.optim.SGD(heads.parameters(), lr=1.0, momentum=0.9, weight_decay=0.0)
     total, step, losses = max(1, epochs * steps_per_epoch), 0, []
     for _ in tqdm(range(epochs), desc="linear probe", unit="epoch", disable=not progress, leave=False):
-        running, batches = torch.zeros((), device=device), 0
+        running, batches = torch.zeros(len(heads), len(lrs), device=device), 0
         for feats, labels in source(batch_size, generator):
             for group in optimizer.param_groups:
                 group["lr"] = 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
             labels = labels.to(device)
             loss = torch.zeros((), device=device)
-            for variant, module in heads.items():
+            for v, (variant, module) in enumerate(heads.items()):
                 logits = module(feats[variant].to(device))  # (B, H, C)
                 per_head = nn.functional.cross_entropy(logits.transpose(1, 2), labels[:, None].expand(-1, len(lrs)),
                                                        reduction="none").mean(0)  # (H,)
                 loss = loss + (per_head * scale).sum()
-                running += per_head.detach().mean()
+                running[v] += per_head.detach()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             step, batches = step + 1, batches + 1
-        losses.append(float(running) / max(1, batches * len(heads)))
+        losses.append(float(running.min()) / max(1, batches))
     return heads, losses
 
 
