@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import torch
 from PIL import Image
 
@@ -74,15 +75,36 @@ def build_image_folder(folder: Path, count: int, seed: int = 0) -> None:
         crop.save(folder / name / f"{k:05d}.jpg", quality=90)
 
 
-def time_round(loader, epoch: int, batches: int) -> float:
-    """Seconds to draw ``batches`` batches of epoch ``epoch``."""
+def cpu_seconds() -> float:
+    """CPU time of this process (all threads: ffcv's) and its live children (DataLoader workers)."""
+    me = psutil.Process()
+    procs = [me, *me.children(recursive=True)]
+    total = 0.0
+    for proc in procs:
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def time_round(loader, epoch: int, batches: int) -> tuple[float, float]:
+    """Wall and CPU seconds for ``batches`` batches of epoch ``epoch`` in steady state.
+
+    The clock starts when the first batch arrives, so each loader's start-up latency (filling its
+    prefetch queue, ffcv's thread start) is left out of both paths alike.
+    """
     loader.set_epoch(epoch)
-    start = time.perf_counter()
-    for i, (global_crops, local_crops, _) in enumerate(loader):
+    iterator = iter(loader)
+    next(iterator)
+    wall, cpu = time.perf_counter(), cpu_seconds()
+    for _ in range(batches):
+        global_crops, local_crops, _ = next(iterator)
         assert global_crops.dtype == torch.uint8 and local_crops.shape[0] > 0
-        if i + 1 == batches:
-            break
-    return time.perf_counter() - start
+    wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
+    del iterator
+    return wall, cpu
 
 
 def machine() -> str:
@@ -133,21 +155,27 @@ def main() -> None:
         "ffcv": FFCVPretrainLoader(beton, spec, args.batch_size, args.workers, seed=0),
     }
     times: dict[str, list[float]] = {name: [] for name in loaders}
+    cpu: dict[str, list[float]] = {name: [] for name in loaders}
+    images = args.batches * args.batch_size
     for r in range(args.rounds):
         for name, loader in loaders.items():
-            seconds = time_round(loader, r, args.batches)
+            wall, cpu_s = time_round(loader, r, args.batches)
             if r > 0:
-                times[name].append(seconds)
-            print(f"round {r} {name}: {args.batches * args.batch_size / seconds:.1f} images/s", flush=True)
-    rate = {name: args.batches * args.batch_size / statistics.median(t) for name, t in times.items()}
-    write_report(Path(args.out), args, rate, times, machine())
+                times[name].append(wall)
+                cpu[name].append(cpu_s)
+            print(f"round {r} {name}: {images / wall:.1f} images/s, {1000 * cpu_s / images:.1f} CPU ms/image",
+                  flush=True)
+    rate = {name: images / statistics.median(t) for name, t in times.items()}
+    cost = {name: 1000 * statistics.median(c) / images for name, c in cpu.items()}
+    write_report(Path(args.out), args, rate, cost, times, machine())
 
 
-def write_report(out: Path, args: argparse.Namespace, rate: dict[str, float], times: dict[str, list[float]],
-                 machine_line: str) -> None:
-    base = rate["torchvision"]
-    rows = [f"| {name} | {r:.1f} | {r / base:.2f}x | {r / rate['ffcv-redecode']:.2f}x | "
-            f"{', '.join(f'{args.batches * args.batch_size / s:.0f}' for s in times[name])} |"
+def write_report(out: Path, args: argparse.Namespace, rate: dict[str, float], cost: dict[str, float],
+                 times: dict[str, list[float]], machine_line: str) -> None:
+    base, base_cost = rate["torchvision"], cost["torchvision"]
+    images = args.batches * args.batch_size
+    rows = [f"| {name} | {r:.1f} | **{r / base:.2f}x** | {r / rate['ffcv-redecode']:.2f}x | {cost[name]:.1f} | "
+            f"{base_cost / cost[name]:.2f}x | {', '.join(f'{images / s:.0f}' for s in times[name])} |"
             for name, r in rate.items()]
     text = "\n".join([
         "# FFCV multi-crop loader vs torchvision DataLoader",
@@ -156,13 +184,17 @@ def write_report(out: Path, args: argparse.Namespace, rate: dict[str, float], ti
         f"Machine: {machine_line}.",
         "",
         f"Recipe: 2x224 + 10x96 crops (MultiCropSpec defaults), batch {args.batch_size}, "
-        f"{args.workers} workers in every loader, {args.images} JPEGs (400-500 px, quality 90) cut from "
-        "the real photos of scikit-image / scikit-learn; the beton stores the same images as JPEG "
-        "(max side 512, quality 90). Median over "
-        f"{args.rounds - 1} timed rounds of {args.batches} batches each, loaders interleaved per round.",
+        f"{args.workers} workers in every loader (DataLoader processes / ffcv threads), {args.images} JPEGs "
+        "(400-500 px, quality 90) cut from the real photos of scikit-image / scikit-learn; the beton stores "
+        "the same images as JPEG (max side 512, quality 90). Median over "
+        f"{args.rounds - 1} timed rounds of {args.batches} batches each (steady state: the clock starts at "
+        "each round's first batch), loaders interleaved per round so background load hits all alike. "
+        "CPU ms/image: CPU time of the process and its workers per image, which does not depend on "
+        "what else runs on the machine.",
         "",
-        "| loader | images/s | vs torchvision | vs FFCV-SSL-style re-decode | per round |",
-        "|---|---|---|---|---|",
+        "| loader | images/s | vs torchvision | vs FFCV-SSL-style re-decode | CPU ms/image | CPU vs torchvision "
+        "| images/s per round |",
+        "|---|---|---|---|---|---|---|",
         *rows,
         "",
         f"Command: `python benchmarks/ffcv_loader.py --images {args.images} --workers {args.workers} "
