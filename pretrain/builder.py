@@ -29,8 +29,9 @@ def backbone_kwargs(cfg: PretrainConfig, drop_path: float) -> Dict[str, Any]:
     extra = ()
     if m.key_variant != "standard" and cfg.data.n_local > 0:
         extra = (cfg.data.local_size,)  # the token-mixing conv needs every token count up front
+    sizes = {k: getattr(m, k) for k in ("embed_dim", "depth", "num_heads") if getattr(m, k) > 0}
     return dict(
-        patch_size=m.patch_size, img_size=cfg.data.global_size, pooling=m.pooling,
+        **sizes, patch_size=m.patch_size, img_size=cfg.data.global_size, pooling=m.pooling,
         pos_embed=m.pos_embed, key_variant=m.key_variant, num_charts=m.num_charts,
         num_registers=m.num_registers, drop_path_rate=drop_path, simpool_gamma=m.simpool_gamma,
         extra_img_sizes=extra, masked_im_modeling=cfg.loss.method == "ibot",

@@ -37,6 +37,9 @@ class ConfigError(ValueError):
 class ModelConfig:
     name: str = "vit_small"
     patch_size: int = 16
+    embed_dim: int = 0  # 0: the registry entry's value (likewise depth, num_heads)
+    depth: int = 0
+    num_heads: int = 0
     pooling: str = "cls"  # cls | gap | simpool
     pos_embed: str = "learned"  # learned | sincos
     key_variant: str = "standard"  # standard | spatialk | kua | simplek | vanillak

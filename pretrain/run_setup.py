@@ -58,6 +58,7 @@ class TrainState:
     epoch: int = 0
     batch_in_epoch: int = 0
     last_knn: Optional[float] = None
+    last_ckpt_step: int = -1
     _skipped: Any = 0
     _consecutive: Any = 0
     _max_consecutive: Any = 0
@@ -118,6 +119,7 @@ class Run:
             "scaler": self.scaler.state_dict() if self.scaler is not None else {},
             "loss": self.losses.state_dict(), "step": state.step, "epoch": state.epoch,
             "batch_in_epoch": state.batch_in_epoch, "nonfinite_steps": state.skipped,
+            "world_size": self.world_size,
             "rng": {**rng_state(), "mask": self.mask_generator.get_state()},
             "config": to_dict(self.cfg),
         }
@@ -131,6 +133,7 @@ class Run:
         self.losses.load_state_dict(ckpt["loss"])
         state.step, state.epoch = ckpt["step"], ckpt["epoch"]
         state.batch_in_epoch = ckpt["batch_in_epoch"]
+        state.last_ckpt_step = state.step
         state._skipped = ckpt.get("nonfinite_steps", 0)
         set_rng_state(ckpt["rng"])
         self.mask_generator.set_state(ckpt["rng"]["mask"])

@@ -101,6 +101,8 @@ def _loop(cfg: PretrainConfig, r, state: TrainState, monitor: RunMonitor, dist: 
             state.epoch, state.batch_in_epoch = state.epoch + 1, 0
             _end_of_epoch(cfg, r, state, monitor, dist, out)
     _log(cfg, r, state, monitor)
+    if state.last_ckpt_step != state.step:  # stopped by max_steps: keep the position too
+        _checkpoint(cfg, r, state, dist, out)
 
 
 def _train_step(cfg: PretrainConfig, r, state: TrainState, monitor: RunMonitor, batch) -> None:
@@ -149,6 +151,7 @@ def _checkpoint(cfg: PretrainConfig, r, state: TrainState, dist: DistInfo, out: 
     if dist.is_main:
         path = save_step_checkpoint(r.state_dict(state), out, cfg.run.keep_last)
         log.info("checkpoint %s", path)
+    state.last_ckpt_step = state.step
     barrier()
     if _CHECKPOINT_REQUEST.is_set():
         _CHECKPOINT_REQUEST.clear()

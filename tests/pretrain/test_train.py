@@ -1,0 +1,139 @@
+"""End-to-end pretraining on real Fashion-MNIST: resume equality, truncated checkpoints,
+non-finite steps, a 2-process gloo DDP run and every masking/pooling combination."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from pretrain.checkpoint import list_step_checkpoints, load_checkpoint
+from pretrain.config import PretrainConfig, load_config
+from pretrain.train import NonFiniteLossError, run
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def tiny(tmp: Path, root: Path, *extra: str):
+    """A seconds-long iBOT run: ViT-pico on 16 px crops (4x4 patch grid), batch 8."""
+    return load_config(PretrainConfig, None, [
+        "model.name=vit_pico", "model.patch_size=4", "model.drop_path_rate=0.1",
+        "head.out_dim=64", "head.patch_out_dim=64", "head.hidden_dim=32", "head.bottleneck_dim=16",
+        "data.dataset=fashion_mnist", f"data.root={root}", "data.batch_size=8", "data.num_workers=0",
+        "data.global_size=16", "data.local_size=8", "data.n_local=2",
+        "optim.epochs=2", "optim.warmup_epochs=1", "loss.warmup_teacher_temp_epochs=1",
+        "run.device=cpu", "run.progress=false", "run.log_every_steps=2", "run.image_every_steps=3",
+        "run.ckpt_every_steps=2", "run.deterministic=true", f"run.output_dir={tmp}", *extra,
+    ])
+
+
+def final_weights(out: Path) -> dict:
+    return load_checkpoint(out / "checkpoint.pt")
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    for part in ("student", "teacher"):
+        for k, v in a[part].items():
+            assert torch.equal(v, b[part][k]), f"{part}.{k} differs"
+    for k, v in a["loss"].items():
+        assert torch.equal(v, b["loss"][k]), f"loss.{k} differs"
+
+
+@pytest.mark.slow
+def test_interrupted_run_resumes_to_identical_weights(tmp_path, fashion_mnist_root):
+    full = tmp_path / "full"
+    summary = run(tiny(full, fashion_mnist_root, "run.max_steps=7"))
+    assert summary["step"] == 7
+
+    part = tmp_path / "part"
+    run(tiny(part, fashion_mnist_root, "run.max_steps=5"))  # "killed" after step 5 ...
+    steps = [s for s, _ in list_step_checkpoints(part)]
+    assert steps[-1] == 5
+    (part / "checkpoints" / "step_00000005.pt").unlink()  # ... before its checkpoint landed
+    resumed = run(tiny(part, fashion_mnist_root, "run.max_steps=7"))
+    assert resumed["step"] == 7
+    assert_same_weights(final_weights(full), final_weights(part))
+
+
+@pytest.mark.slow
+def test_truncated_newest_checkpoint_is_skipped(tmp_path, fashion_mnist_root, caplog):
+    out = tmp_path / "run"
+    run(tiny(out, fashion_mnist_root, "run.max_steps=4"))
+    newest = out / "checkpoints" / "step_00000004.pt"
+    data = newest.read_bytes()
+    newest.write_bytes(data[: len(data) // 2])  # e.g. a full disk during a copy
+    caplog.set_level("WARNING")
+    summary = run(tiny(out, fashion_mnist_root, "run.max_steps=5"))
+    assert "skipping checkpoint at step 4" in caplog.text
+    assert summary["step"] == 5
+    ref = tmp_path / "ref"
+    run(tiny(ref, fashion_mnist_root, "run.max_steps=5"))
+    assert_same_weights(final_weights(ref), final_weights(out))
+
+
+def test_nonfinite_steps_are_skipped_then_abort(tmp_path, fashion_mnist_root):
+    # An absurd learning rate blows the weights up within a step or two; every later step is
+    # non-finite, gets skipped, and after 3 in a row the run stops with a clear message.
+    out = tmp_path / "nan"
+    cfg = tiny(out, fashion_mnist_root, "optim.lr=1e30", "optim.warmup_epochs=0",
+               "run.max_nonfinite_steps=3", "run.log_every_steps=1", "run.ckpt_every_steps=1",
+               "run.max_steps=20")
+    with pytest.raises(NonFiniteLossError, match="3 consecutive steps"):
+        run(cfg)
+    good = list_step_checkpoints(out)
+    assert good, "the last good checkpoint must be kept"
+    ckpt = load_checkpoint(good[-1][1])
+    for v in ckpt["student"].values():
+        assert torch.isfinite(v.float()).all()
+    assert good[-1][0] < 20
+
+
+@pytest.mark.parametrize("strategy,pooling", [
+    ("none", "cls"), ("random", "cls"), ("block", "gap"), ("attmask_high", "simpool"),
+    ("attmask_hint", "cls"), ("attmask_low", "cls"),
+])
+def test_every_masking_and_pooling_trains(tmp_path, fashion_mnist_root, strategy, pooling):
+    out = tmp_path / f"{strategy}_{pooling}"
+    summary = run(tiny(out, fashion_mnist_root, f"mask.strategy={strategy}",
+                       f"model.pooling={pooling}", "run.max_steps=2"))
+    assert summary["step"] == 2
+    ckpt = final_weights(out)
+    assert ckpt["model"]["kwargs"]["pooling"] == pooling
+    assert (out / "config.yaml").read_text().count(f"strategy: {strategy}") == 1
+    assert any((out / "tensorboard").iterdir())
+
+
+def test_dino_method_trains_without_patch_loss(tmp_path, fashion_mnist_root):
+    out = tmp_path / "dino"
+    summary = run(tiny(out, fashion_mnist_root, "loss.method=dino", "mask.strategy=none",
+                       "run.max_steps=2"))
+    assert summary["step"] == 2
+    assert not any("patch" in k for k in final_weights(out)["loss"])
+
+
+def test_dino_with_masking_is_a_config_error(tmp_path, fashion_mnist_root):
+    from pretrain.config import ConfigError
+
+    with pytest.raises(ConfigError, match="mask.strategy=none"):
+        run(tiny(tmp_path, fashion_mnist_root, "loss.method=dino", "mask.strategy=random"))
+
+
+@pytest.mark.slow
+def test_two_process_gloo_ddp(tmp_path, fashion_mnist_root):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "pretrain.train", "model.name=vit_pico", "model.patch_size=4",
+           "head.out_dim=64", "head.patch_out_dim=64", "head.hidden_dim=32", "head.bottleneck_dim=16",
+           "data.dataset=fashion_mnist", f"data.root={fashion_mnist_root}", "data.batch_size=4",
+           "data.num_workers=0", "data.global_size=16", "data.local_size=8", "data.n_local=2",
+           "run.device=cpu", "run.progress=false", "run.max_steps=3", f"run.output_dir={out}"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = final_weights(out)
+    assert ckpt["step"] == 3 and ckpt["world_size"] == 2
+    assert all(torch.isfinite(v.float()).all() for v in ckpt["student"].values())
