@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import gc
 import os
 import platform
 import statistics
@@ -148,9 +149,15 @@ def main() -> None:
         write_beton(beton, "imagefolder", folder, max_resolution=512, jpeg_quality=90, workers=args.workers,
                     progress=False)
     spec = MultiCropSpec()
+    dataset = ImageFolderDataset(folder)
+
+    def torchvision_loader():
+        return build_pretrain_loader(dataset, MultiCropTransform(spec), args.batch_size, args.workers, seed=0)
+
+    # A fresh torchvision loader per round, shut down after it: abandoned DataLoader workers keep
+    # decoding their prefetched batches and would bill that CPU to the next loader's round.
     loaders = {
-        "torchvision": build_pretrain_loader(ImageFolderDataset(folder), MultiCropTransform(spec), args.batch_size,
-                                             args.workers, seed=0),
+        "torchvision": torchvision_loader,
         "ffcv-redecode": FFCVPretrainLoader(beton, spec, args.batch_size, args.workers, seed=0, redecode=True),
         "ffcv": FFCVPretrainLoader(beton, spec, args.batch_size, args.workers, seed=0),
     }
@@ -158,8 +165,14 @@ def main() -> None:
     cpu: dict[str, list[float]] = {name: [] for name in loaders}
     images = args.batches * args.batch_size
     for r in range(args.rounds):
-        for name, loader in loaders.items():
+        for name, entry in loaders.items():
+            loader = entry() if callable(entry) else entry
             wall, cpu_s = time_round(loader, r, args.batches)
+            if callable(entry):
+                del loader
+                gc.collect()  # frees the DataLoader iterator, which stops and joins its workers
+            else:
+                loader.close()
             if r > 0:
                 times[name].append(wall)
                 cpu[name].append(cpu_s)

@@ -175,16 +175,22 @@ def _reflect(i: int, n: int) -> int:
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def _jitter(work: np.ndarray, state: np.ndarray, params: np.ndarray) -> None:
-    """ColorJitter: brightness, contrast, saturation, hue factors, applied in a random order."""
+def _jitter_params(state: np.ndarray, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ColorJitter's random op order (Fisher-Yates) and its 4 factors."""
     order = np.arange(4)
-    for i in range(3, 0, -1):  # Fisher-Yates
+    for i in range(3, 0, -1):
         j = int(uniform(state, 0.0, i + 1.0))
         order[i], order[j] = order[j], order[i]
     factors = np.empty(4, np.float32)
     for op in range(3):
         factors[op] = uniform(state, max(0.0, 1.0 - params[2 + op]), 1.0 + params[2 + op])
     factors[3] = uniform(state, -params[5], params[5])
+    return order, factors
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _jitter(work: np.ndarray, order: np.ndarray, factors: np.ndarray, params: np.ndarray) -> None:
+    """ColorJitter: brightness, contrast, saturation, hue, applied in ``order``."""
     flat = work.reshape(-1, 3)
     for i in range(4):
         op = order[i]
@@ -216,32 +222,38 @@ def augment_crop(src: np.ndarray, dst: np.ndarray, state: np.ndarray, work: np.n
         colour: False: flip only (the colour ops then run on the device).
     """
     size = src.shape[0]
+    # Every parameter is drawn whether used or not: the stream, hence the next crop's box, is then
+    # the same with colour on or off (colour_on_device gives the same crops as the CPU path).
     flip = uniform(state, 0.0, 1.0) < params[0]
-    solarize = False
+    jitter = uniform(state, 0.0, 1.0) < params[1]
+    order, factors = _jitter_params(state, params)
+    gray = uniform(state, 0.0, 1.0) < params[6]
+    blur = uniform(state, 0.0, 1.0) < params[7]
+    sigma = uniform(state, params[8], params[9])
+    solarize = uniform(state, 0.0, 1.0) < params[10]
     if colour:
         for y in range(size):
             for x in range(size):
                 for c in range(3):
                     work[y, x, c] = src[y, x, c]
-        if uniform(state, 0.0, 1.0) < params[1]:
-            _jitter(work, state, params)
-        if uniform(state, 0.0, 1.0) < params[6]:
+        if jitter:
+            _jitter(work, order, factors, params)
+        if gray:
             flat = work.reshape(-1, 3)
             for p in range(flat.shape[0]):
                 luma = _R * flat[p, 0] + _G * flat[p, 1] + _B * flat[p, 2]
                 flat[p, 0] = flat[p, 1] = flat[p, 2] = luma
-        if uniform(state, 0.0, 1.0) < params[7]:
-            _gaussian_blur(work, tmp, uniform(state, params[8], params[9]), blur_ksize)
-        solarize = uniform(state, 0.0, 1.0) < params[10]
+        if blur:
+            _gaussian_blur(work, tmp, sigma, blur_ksize)
     if not colour:
         for c in range(3):
             for y in range(size):
                 for x in range(size):
                     dst[c, y, x] = src[y, size - 1 - x if flip else x, c]
         return
-    half, low = np.float32(0.5), np.uint8(255 if solarize else 0)  # solarize: v >= 128 -> 255 - v
+    half, threshold = np.float32(0.5), 128 if solarize else 256  # solarize: v >= 128 -> 255 - v
     for c in range(3):
         for y in range(size):
             for x in range(size):
                 v = np.uint8(min(max(work[y, size - 1 - x if flip else x, c] + half, _ZERO), _MAX))
-                dst[c, y, x] = low - v if solarize and v >= 128 else v
+                dst[c, y, x] = np.uint8(255) - v if v >= threshold else v

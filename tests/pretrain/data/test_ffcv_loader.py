@@ -210,3 +210,37 @@ def test_compiled_pipeline_matches_the_python_closure(beton):
     finally:
         Compiler.set_enabled(True)
     assert all(torch.equal(x[0], y[0]) and torch.equal(x[1], y[1]) for x, y in zip(compiled, interpreted))
+
+
+NO_COLOUR = {"jitter_p": 0.0, "gray_p": 0.0, "blur_p": (0.0, 0.0, 0.0), "solarize_p": 0.0}
+
+
+def test_colour_on_device_keeps_the_crops_and_applies_the_recipe(beton, no_compile):
+    plain = epoch(make_loader(beton[0], small_spec(**NO_COLOUR)), 0)
+    on_device = epoch(make_loader(beton[0], small_spec(**NO_COLOUR), device="cpu", colour_on_device=True), 0)
+    assert all(torch.equal(x[0], y[0]) and torch.equal(x[1], y[1]) for x, y in zip(plain, on_device))
+    gray = epoch(make_loader(beton[0], small_spec(**(NO_COLOUR | {"gray_p": 1.0})), device="cpu",
+                             colour_on_device=True), 0)[0]
+    for crops in gray[:2]:
+        assert torch.equal(crops[:, :, 0], crops[:, :, 1]) and torch.equal(crops[:, :, 1], crops[:, :, 2])
+    full = make_loader(beton[0], device="cpu", colour_on_device=True)
+    first, again = epoch(full, 1), epoch(full, 1)
+    assert all(torch.equal(x[0], y[0]) and torch.equal(x[1], y[1]) for x, y in zip(first, again))
+    assert not torch.equal(first[0][0], epoch(full, 2)[0][0])
+
+
+def test_device_augment_ops_match_their_definitions():
+    from pretrain.data.ffcv_device_aug import DeviceColourAugment
+
+    ramp = torch.arange(0, 256, 4, dtype=torch.uint8).view(1, 1, 1, 8, 8).expand(2, 3, 3, 8, 8).contiguous()
+    solarize = DeviceColourAugment(small_spec(**(NO_COLOUR | {"solarize_p": 1.0, "n_local": 0})), seed=0)
+    out, _ = solarize(ramp, torch.empty(0, 3, 3, 16, 16, dtype=torch.uint8), epoch=0, step=0)
+    assert torch.equal(out[0], ramp[0])  # the first global view type is never solarized
+    assert torch.equal(out[1], torch.where(ramp[1] >= 128, 255 - ramp[1], ramp[1]))
+    flat = torch.full((2, 3, 3, 8, 8), 90, dtype=torch.uint8)
+    blurred, _ = DeviceColourAugment(small_spec(**(NO_COLOUR | {"blur_p": (1.0, 1.0, 1.0)})), seed=0)(
+        flat, torch.empty(0, 3, 3, 16, 16, dtype=torch.uint8), epoch=0, step=0)
+    assert torch.equal(blurred, flat)
+    jittered, _ = DeviceColourAugment(small_spec(jitter_p=1.0), seed=0)(
+        ramp, torch.empty(0, 3, 3, 16, 16, dtype=torch.uint8), epoch=0, step=0)
+    assert jittered.shape == ramp.shape and jittered.dtype == torch.uint8 and not torch.equal(jittered, ramp)
