@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
 from omegaconf import OmegaConf
+from submitit.core.utils import FailedJobError
 
 from launchers.executor import SlurmConfig, eval_config, make_executor, sbatch_script
 from launchers.jobs import Job, load_entry_point, resolve_entry_point
@@ -112,7 +113,9 @@ def _output_override(cfg: Any, path: Path) -> str:
 
 
 def _eval_overrides(task: str, run_dir: Path) -> list[str]:
-    return [f"checkpoint={run_dir / 'checkpoint.pt'}", f"output={run_dir / 'eval' / f'{task}.json'}"]
+    suffix = ".npz" if task == "features" else ".json"  # features writes arrays, evaluators metrics
+    name = task.rsplit(".", 1)[-1] + suffix
+    return [f"checkpoint={run_dir / 'checkpoint.pt'}", f"output={run_dir / 'eval' / name}"]
 
 
 def _parse_then(items: Sequence[str]) -> list[tuple[str, Optional[str]]]:
@@ -251,6 +254,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         subs = submit(args.task, args.config, job_overrides, slurm_cfg, args.grid, args.then, args.dry_run)
     except (ConfigError, ValueError, TypeError, ImportError) as exc:
         parser.exit(2, f"error: {exc}\n")
+    except FailedJobError as exc:  # --cluster local/debug: the job ran here and failed
+        parser.exit(1, f"job failed: {exc}\n")
     _report(subs, slurm_cfg, args.dry_run)
     return 0
 

@@ -150,3 +150,11 @@ def test_in_process_sweep_gives_each_combination_its_own_folder(toy_on_path, tmp
         assert sub.result()["step"] == steps
         assert json.loads((sub.output_dir / "checkpoint.pt").read_text())["step"] == steps
     assert "requeue" in sbatch_parameters(cfg)["additional_parameters"]
+
+
+def test_dry_run_of_a_sweep_is_one_job_array(toy_on_path, tmp_path, capsys):
+    assert cli.main([toy_on_path, f"output_dir={tmp_path}", "--dry-run", "--grid", "steps=1,2,3",
+                     "--grid", "step_s=0,0.1", "slurm.array_parallelism=4"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("#!/bin/bash") == 1 and "#SBATCH --array=0-5%4" in out
+    assert f"--output={tmp_path}/slurm/%A_%a_0_log.out" in out
