@@ -138,3 +138,20 @@ def test_pretraining_survives_scontrol_requeue(slurm_cluster, fashion_mnist_root
     [evaluation] = sub.after  # chained after the requeued job: still afterok on the same id
     assert _final_state(evaluation.job_id, timeout_s=300) == "COMPLETED"
     assert json.loads((out / "eval" / f"{toy_on_path}.json").read_text())["evaluated_step"] == 5
+
+
+def test_sweep_is_a_job_array_with_one_folder_and_one_chained_evaluation_per_run(slurm_cluster, toy_on_path,
+                                                                                 tmp_path):
+    cfg = _test_resources(tasks_per_node=1)
+    subs = cli.submit(toy_on_path, None, [f"output_dir={tmp_path}", "steps=3", "step_s=0"], cfg,
+                      grid=["ckpt_every=1,2"], then=[toy_on_path])
+    array_id = subs[0].job_id.split("_")[0]
+    assert [s.job_id for s in subs] == [f"{array_id}_0", f"{array_id}_1"]
+    results = [s.output_dir / "eval" / f"{toy_on_path}.json" for s in subs]
+    _wait(subs[0].job_id, lambda: all(r.is_file() for r in results), 300, "both runs and their evaluations")
+    for sub, result, every in zip(subs, results, (1, 2)):
+        assert sub.output_dir == tmp_path / f"ckpt_every-{every}"
+        ckpts = sorted(p.name for p in (sub.output_dir / "checkpoints").iterdir())
+        assert ckpts == [f"step_{s:08d}.json" for s in range(every, 4, every)]  # its own overrides
+        assert json.loads(result.read_text())["evaluated_step"] == 3
+        assert _final_state(sub.after[0].job_id) == "COMPLETED"
