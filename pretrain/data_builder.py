@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Optional, Tuple
 
 from pretrain.config import ConfigError, PretrainConfig
+from pretrain.data.batched_loader import BatchedMultiCropLoader
 from pretrain.data.datasets import build_dataset
 from pretrain.data.fashion_mnist import ensure_fashion_mnist
 from pretrain.data.loader import build_pretrain_loader
@@ -16,7 +17,7 @@ from pretrain.knn_monitor import KnnMonitor
 
 log = logging.getLogger(__name__)
 
-LOADERS = ("torchvision", "ffcv")
+LOADERS = ("torchvision", "ffcv", "batched")
 
 
 def crop_spec(cfg: PretrainConfig) -> MultiCropSpec:
@@ -51,6 +52,14 @@ def build_pretrain_data(cfg: PretrainConfig, dist: DistInfo) -> Tuple[Any, Multi
         loader = build_ffcv_pretrain_loader(d.ffcv_path, spec, batch_size=d.batch_size,
                                             num_workers=d.num_workers, seed=cfg.run.seed,
                                             rank=dist.rank, world_size=dist.world_size)
+    elif d.loader == "batched":
+        if d.dataset != "fashion_mnist":
+            raise ConfigError("data.loader=batched keeps the whole data set in memory and supports "
+                              "data.dataset=fashion_mnist; use data.loader=torchvision or ffcv for "
+                              f"{d.dataset!r}")
+        ds = build_dataset(d.dataset, resolve_root(d.dataset, d.root), "train")
+        loader = BatchedMultiCropLoader(ds.images, ds.labels, spec, d.batch_size, cfg.run.seed,
+                                        dist.rank, dist.world_size)
     else:
         root = resolve_root(d.dataset, d.root)
         split = "train" if d.dataset == "fashion_mnist" else None
