@@ -109,7 +109,17 @@ def test_time_limit_checkpoints_requeues_resumes_and_then_evaluates(slurm_cluste
     assert (out / "slurm" / f"{sub.job_id}_0_log.err").is_file()  # logs where the CLI said
 
 
-def test_pretraining_survives_scontrol_requeue(slurm_cluster, fashion_mnist_root, toy_on_path, tmp_path):
+def _knn_config(path: Path, fashion_mnist_root: Path) -> Path:
+    """A small k-NN evaluation on Fashion-MNIST subsets (1000 train / 500 test images)."""
+    data = {"dataset": "fashion_mnist", "root": str(fashion_mnist_root), "num_workers": 0, "batch_size": 250}
+    path.write_text(json.dumps({  # JSON is YAML
+        "train_data": {**data, "max_samples": 1000}, "test_data": {**data, "max_samples": 500},
+        "fewshot": {"enabled": False}, "ks": [10, 20], "backend": "torch", "progress": False,
+    }))
+    return path
+
+
+def test_pretraining_survives_scontrol_requeue_then_knn_runs(slurm_cluster, fashion_mnist_root, tmp_path):
     out = tmp_path / "pretrain"
     overrides = [
         f"data.root={fashion_mnist_root}", f"knn.root={fashion_mnist_root}", "knn.every_epochs=0",
@@ -119,7 +129,7 @@ def test_pretraining_survives_scontrol_requeue(slurm_cluster, fashion_mnist_root
     ]
     cfg = _test_resources(time_min=15)
     [sub] = cli.submit("pretrain", str(REPO / "configs" / "pretrain" / "demo_fmnist.yaml"), overrides, cfg,
-                       then=[toy_on_path])
+                       then=[f"knn:{_knn_config(tmp_path / 'knn.yaml', fashion_mnist_root)}"])
     first_ckpt = out / "checkpoints" / "step_00000002.pt"
     _wait(sub.job_id, first_ckpt.is_file, 420, "the first step checkpoint")
     subprocess.run(["scontrol", "requeue", sub.job_id], check=True)
@@ -137,7 +147,8 @@ def test_pretraining_survives_scontrol_requeue(slurm_cluster, fashion_mnist_root
     assert _final_state(sub.job_id) == "COMPLETED"
     [evaluation] = sub.after  # chained after the requeued job: still afterok on the same id
     assert _final_state(evaluation.job_id, timeout_s=300) == "COMPLETED"
-    assert json.loads((out / "eval" / f"{toy_on_path}.json").read_text())["evaluated_step"] == 5
+    knn = json.loads((out / "eval" / "knn.json").read_text())
+    assert 10.0 < knn["k=20"]["top1"] <= 100.0  # a real evaluation of the final weights (10 classes)
 
 
 def test_sweep_is_a_job_array_with_one_folder_and_one_chained_evaluation_per_run(slurm_cluster, toy_on_path,
