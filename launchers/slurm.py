@@ -8,14 +8,15 @@ Examples::
     # print the sbatch script only
     python -m launchers.slurm pretrain --config ... --dry-run
     # pretrain -> k-NN -> linear probe, chained with afterok dependencies
-    python -m launchers.slurm pretrain --config ... --then knn:configs/downstream/knn.yaml --then linear
+    python -m launchers.slurm pretrain --config ... --then knn:configs/downstream/knn.yaml --then linear \\
+        then.knn.train_data.root=/data/imagenet then.knn.test_data.root=/data/imagenet
     # sweep: a job array, one output folder per combination
     python -m launchers.slurm pretrain --config ... --grid mask.strategy=random,attmask_high --grid run.seed=0,1
     # the same without SLURM
     python -m launchers.slurm pretrain --config ... --cluster local
 
 ``key=value`` arguments configure the job; ``slurm.key=value`` ones the resources
-(:class:`launchers.executor.SlurmConfig`).
+(:class:`launchers.executor.SlurmConfig`); ``then.knn.key=value`` a chained evaluation.
 """
 
 from __future__ import annotations
@@ -67,12 +68,23 @@ class Submission:
                 f"{'':<9} logs {logs} (+ .err; one file per task)")
 
 
-def split_overrides(items: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Separates ``slurm.key=value`` (resources) from the job's own ``key=value``."""
-    slurm, job = [], []
+def split_overrides(items: Sequence[str]) -> tuple[list[str], list[str], dict[str, list[str]]]:
+    """Sorts ``key=value`` items: ``slurm.*`` (resources), ``then.<task>.*`` (a chained
+    evaluation, e.g. ``then.knn.train_data.root=/data``) and the job's own."""
+    slurm: list[str] = []
+    job: list[str] = []
+    evals: dict[str, list[str]] = {}
     for item in items:
-        (slurm if item.startswith("slurm.") else job).append(item[len("slurm."):] if item.startswith("slurm.") else item)
-    return slurm, job
+        if item.startswith("slurm."):
+            slurm.append(item[len("slurm."):])
+        elif item.startswith("then."):
+            task, _, rest = item[len("then."):].partition(".")
+            if not rest:
+                raise ConfigError(f"{item!r}: write then.<task>.<key>=value, e.g. then.knn.train_data.root=/data")
+            evals.setdefault(task, []).append(rest)
+        else:
+            job.append(item)
+    return slurm, job, evals
 
 
 def expand_grid(grid: Sequence[str]) -> list[list[str]]:
@@ -157,7 +169,8 @@ def _submit_array(jobs: list[Job], slurm_cfg: SlurmConfig, folder: Path, dry_run
 
 
 def submit(task: str, config: Optional[str], overrides: Sequence[str], slurm_cfg: SlurmConfig,
-           grid: Sequence[str] = (), then: Sequence[str] = (), dry_run: bool = False) -> list[Submission]:
+           grid: Sequence[str] = (), then: Sequence[str] = (), dry_run: bool = False,
+           then_overrides: Optional[dict[str, list[str]]] = None) -> list[Submission]:
     """Submits ``task`` (one job, or an array over ``grid``) and its chained evaluations.
 
     Args:
@@ -170,6 +183,7 @@ def submit(task: str, config: Optional[str], overrides: Sequence[str], slurm_cfg
         then: Evaluations chained after each run, ``"knn"`` or ``"knn:CONFIG"``; each waits for
             the previous job of its chain (``afterok``) and reads ``<run dir>/checkpoint.pt``.
         dry_run: Build everything, submit nothing (scripts are in the returned submissions).
+        then_overrides: Extra ``key=value`` per chained task name, e.g. ``{"knn": ["ks=[20]"]}``.
 
     Returns:
         One Submission per run, with its chained evaluations in ``.after``.
@@ -182,6 +196,10 @@ def submit(task: str, config: Optional[str], overrides: Sequence[str], slurm_cfg
     base_cfg = load_config(schema, config, overrides)  # fail here, not in the queue
     base_dir = output_dir_of(base_cfg, task)
     chain = _parse_then(then)
+    then_overrides = then_overrides or {}
+    unused = set(then_overrides) - {t for t, _ in chain}
+    if unused:
+        raise ConfigError(f"then.{sorted(unused)[0]}.* overrides given but no --then {sorted(unused)[0]}")
     combos = expand_grid(grid)
     runs = []
     for combo in combos:
@@ -200,17 +218,17 @@ def submit(task: str, config: Optional[str], overrides: Sequence[str], slurm_cfg
         scripts = [script] * len(jobs)
     out = [Submission(task, run_dir, folder, job, script) for (run_dir, _), job, script in zip(runs, jobs, scripts)]
     for sub in out:
-        _submit_chain(sub, chain, slurm_cfg, dry_run)
+        _submit_chain(sub, chain, then_overrides, slurm_cfg, dry_run)
     return out
 
 
-def _submit_chain(first: Submission, chain: Sequence[tuple[str, Optional[str]]], slurm_cfg: SlurmConfig,
-                  dry_run: bool) -> None:
+def _submit_chain(first: Submission, chain: Sequence[tuple[str, Optional[str]]],
+                  then_overrides: dict[str, list[str]], slurm_cfg: SlurmConfig, dry_run: bool) -> None:
     previous = first
     for task, config in chain:
         resources = replace(eval_config(slurm_cfg), job_name=f"{slurm_cfg.job_name}-{task.rsplit('.', 1)[-1]}")
         module = resolve_entry_point(task)
-        overrides = _eval_overrides(task, first.output_dir)
+        overrides = _eval_overrides(task, first.output_dir) + list(then_overrides.get(task, []))
         load_config(load_entry_point(module).CONFIG, config, overrides)
         dependency = f"afterok:{previous.job_id}" if slurm_cfg.cluster == "slurm" else None
         folder = first.log_folder
@@ -225,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m launchers.slurm", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Docs: docs/slurm.md. key=value configures the job, slurm.key=value the resources.",
+        epilog="Docs: docs/slurm.md.",
     )
     parser.add_argument("task", help="pretrain | knn | linear | features | a module path with CONFIG and run()")
     parser.add_argument("--config", help="the job's YAML config (configs/pretrain/..., configs/downstream/...)")
@@ -236,7 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--then", action="append", default=[], metavar="TASK[:CONFIG]",
                         help="evaluation chained after each run (repeatable, in order; afterok)")
     parser.add_argument("--dry-run", action="store_true", help="print the sbatch script(s), submit nothing")
-    parser.add_argument("overrides", nargs="*", help="key=value (job) and slurm.key=value (resources)")
+    parser.add_argument("overrides", nargs="*",
+                        help="key=value (job), slurm.key=value (resources), then.TASK.key=value (chained job)")
     return parser
 
 
@@ -245,13 +264,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     parser = build_parser()
     args = parser.parse_intermixed_args(argv)  # options and key=value in any order
-    slurm_overrides, job_overrides = split_overrides(args.overrides)
     try:
+        slurm_overrides, job_overrides, eval_overrides = split_overrides(args.overrides)
         # the default file is optional (an installed package may lack configs/)
         slurm_file = None if args.slurm == str(DEFAULT_SLURM_CONFIG) and not DEFAULT_SLURM_CONFIG.is_file() else args.slurm
         slurm_cfg = load_config(SlurmConfig, slurm_file, slurm_overrides)
         slurm_cfg = replace(OmegaConf.to_object(slurm_cfg), cluster=args.cluster or slurm_cfg.cluster)
-        subs = submit(args.task, args.config, job_overrides, slurm_cfg, args.grid, args.then, args.dry_run)
+        subs = submit(args.task, args.config, job_overrides, slurm_cfg, args.grid, args.then, args.dry_run,
+                      eval_overrides)
     except (ConfigError, ValueError, TypeError, ImportError) as exc:
         parser.exit(2, f"error: {exc}\n")
     except FailedJobError as exc:  # --cluster local/debug: the job ran here and failed

@@ -26,7 +26,8 @@ def _read_steps(out: Path) -> list[dict]:
 
 
 def test_overrides_grid_and_run_names():
-    assert cli.split_overrides(["slurm.nodes=2", "optim.lr=1e-3"]) == (["nodes=2"], ["optim.lr=1e-3"])
+    assert cli.split_overrides(["slurm.nodes=2", "optim.lr=1e-3", "knn.k=5", "then.knn.ks=[20]"]) == (
+        ["nodes=2"], ["optim.lr=1e-3", "knn.k=5"], {"knn": ["ks=[20]"]})
     grid = cli.expand_grid(["mask.strategy=random,attmask_high", "run.seed=0,1"])
     assert len(grid) == 4 and grid[1] == ["mask.strategy=random", "run.seed=1"]
     assert cli.run_name(grid[1]) == "strategy-random_seed-1"
@@ -73,6 +74,9 @@ def test_typos_are_reported_before_anything_is_queued(toy_on_path, tmp_path, cap
         cli.main([toy_on_path, "stpes=3", "--dry-run"])
     assert "'steps'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
+        cli.main([toy_on_path, "--dry-run", "then.knn.ks=[1]"])  # no --then knn
+    assert "no --then knn" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
         cli.main(["no_such_entry_point_module", "--dry-run"])
     assert "no module" in capsys.readouterr().err
 
@@ -106,7 +110,8 @@ def test_signals_ask_the_loop_for_a_checkpoint_and_forked_children_ignore_them()
 def test_local_cluster_runs_two_gloo_tasks_then_the_chained_evaluation(toy_on_path, tmp_path, capsys):
     out = tmp_path / "run"
     code = cli.main([toy_on_path, "--cluster", "local", "--slurm", str(REPO / "configs/slurm/local_test.yaml"),
-                     f"output_dir={out}", "steps=6", "ckpt_every=3", "step_s=0", "--then", toy_on_path])
+                     f"output_dir={out}", "steps=6", "ckpt_every=3", "step_s=0", "--then", toy_on_path,
+                     f"then.{toy_on_path}.step_s=0.01"])
     printed = capsys.readouterr().out
     assert code == 0 and "logs" in printed
     steps = _read_steps(out)
