@@ -22,9 +22,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import itertools
 import logging
-import re
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -35,6 +33,7 @@ from submitit.core.utils import FailedJobError
 
 from launchers.executor import SlurmConfig, eval_config, make_executor, sbatch_script
 from launchers.jobs import Job, load_entry_point, resolve_entry_point
+from launchers.sweep import expand_grid, run_name
 from pretrain.config import ConfigError, load_config
 
 logger = logging.getLogger(__name__)
@@ -85,26 +84,6 @@ def split_overrides(items: Sequence[str]) -> tuple[list[str], list[str], dict[st
         else:
             job.append(item)
     return slurm, job, evals
-
-
-def expand_grid(grid: Sequence[str]) -> list[list[str]]:
-    """``["a=1,2", "b=x,y"]`` -> the 4 override lists of the cartesian product (in order)."""
-    axes = []
-    for item in grid:
-        key, sep, values = item.partition("=")
-        if not sep or not values:
-            raise ConfigError(f"--grid {item!r} is not of the form key=v1,v2,... (e.g. run.seed=0,1,2)")
-        axes.append([f"{key}={v}" for v in values.split(",")])
-    return [list(combo) for combo in itertools.product(*axes)] if axes else [[]]
-
-
-def run_name(overrides: Sequence[str]) -> str:
-    """A folder name for one sweep combination: ``mask.strategy=block,run.seed=1`` -> ``strategy-block_seed-1``."""
-    parts = []
-    for item in overrides:
-        key, _, value = item.partition("=")
-        parts.append(f"{key.rsplit('.', 1)[-1]}-{re.sub(r'[^A-Za-z0-9._-]', '_', value)}")
-    return "_".join(parts) or "run"
 
 
 def output_dir_of(cfg: Any, task: str) -> Path:

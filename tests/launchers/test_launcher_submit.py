@@ -14,6 +14,7 @@ import pytest
 from launchers import jobs
 from launchers import slurm as cli
 from launchers.executor import SlurmConfig, make_executor, sbatch_parameters, sbatch_script
+from launchers.sweep import expand_grid, run_name
 from pretrain.config import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,12 +29,12 @@ def _read_steps(out: Path) -> list[dict]:
 def test_overrides_grid_and_run_names():
     assert cli.split_overrides(["slurm.nodes=2", "optim.lr=1e-3", "knn.k=5", "then.knn.ks=[20]"]) == (
         ["nodes=2"], ["optim.lr=1e-3", "knn.k=5"], {"knn": ["ks=[20]"]})
-    grid = cli.expand_grid(["mask.strategy=random,attmask_high", "run.seed=0,1"])
+    grid = expand_grid(["mask.strategy=random,attmask_high", "run.seed=0,1"])
     assert len(grid) == 4 and grid[1] == ["mask.strategy=random", "run.seed=1"]
-    assert cli.run_name(grid[1]) == "strategy-random_seed-1"
-    assert len({cli.run_name(g) for g in grid}) == 4  # one folder per combination
+    assert run_name(grid[1]) == "strategy-random_seed-1"
+    assert len({run_name(g) for g in grid}) == 4  # one folder per combination
     with pytest.raises(ConfigError, match="key=v1,v2"):
-        cli.expand_grid(["run.seed"])
+        expand_grid(["run.seed"])
 
 
 @pytest.mark.parametrize("path", SLURM_CONFIGS, ids=lambda p: p.name)
