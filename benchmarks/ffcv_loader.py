@@ -115,11 +115,11 @@ def machine() -> str:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    import ffcv
-    import numba
+    from importlib.metadata import version
 
     return (f"nproc {os.cpu_count()}, {cpu}, Python {platform.python_version()}, torch {torch.__version__}, "
-            f"ffcv {ffcv.__version__}, numba {numba.__version__}, load average at start "
+            f"ffcv {version('ffcv')}, numba {version('numba')}, opencv {version('opencv-python')}, "
+            "load average at start "
             f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 

@@ -126,7 +126,7 @@ class MultiCropDecoder(Operation):
                     else:
                         start = n_global * batch * global_bytes + ((v - n_global) * batch + ix) * local_bytes
                     augment(crop, flat[start: start + n].reshape(3, size, size), state,
-                            work[:n].reshape(size, size, 3), tmp[:n].reshape(size, size, 3),
+                            work[:n].reshape(3, size, size), tmp[:n].reshape(3, size, size),
                             params[v], ksizes[v], colour)
             return destination
 

@@ -79,59 +79,79 @@ _ZERO, _ONE, _MAX = np.float32(0.0), np.float32(1.0), np.float32(255.0)
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def _brightness(flat: np.ndarray, factor: np.float32) -> None:
-    for p in range(flat.shape[0]):
-        for c in range(3):
-            flat[p, c] = min(max(flat[p, c] * factor, _ZERO), _MAX)
+def _brightness(planes: np.ndarray, factor: np.float32) -> None:
+    for c in range(3):
+        for p in range(planes.shape[1]):
+            planes[c, p] = min(max(planes[c, p] * factor, _ZERO), _MAX)
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def _contrast(flat: np.ndarray, factor: np.float32) -> None:
+def _contrast(planes: np.ndarray, factor: np.float32) -> None:
     """Blend with the mean luma of the whole crop (torchvision adjust_contrast)."""
-    total = 0.0
-    for p in range(flat.shape[0]):
-        total += _R * flat[p, 0] + _G * flat[p, 1] + _B * flat[p, 2]
-    mean = np.float32(total / flat.shape[0])
-    for p in range(flat.shape[0]):
-        for c in range(3):
-            flat[p, c] = min(max(mean + factor * (flat[p, c] - mean), _ZERO), _MAX)
+    total = np.float32(0.0)
+    for p in range(planes.shape[1]):
+        total += _R * planes[0, p] + _G * planes[1, p] + _B * planes[2, p]
+    mean = total / np.float32(planes.shape[1])
+    for c in range(3):
+        for p in range(planes.shape[1]):
+            planes[c, p] = min(max(mean + factor * (planes[c, p] - mean), _ZERO), _MAX)
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def _saturation(flat: np.ndarray, factor: np.float32) -> None:
-    for p in range(flat.shape[0]):
-        luma = _R * flat[p, 0] + _G * flat[p, 1] + _B * flat[p, 2]
-        for c in range(3):
-            flat[p, c] = min(max(luma + factor * (flat[p, c] - luma), _ZERO), _MAX)
+def _luma(planes: np.ndarray, out: np.ndarray) -> None:
+    for p in range(planes.shape[1]):
+        out[p] = _R * planes[0, p] + _G * planes[1, p] + _B * planes[2, p]
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def _hue(flat: np.ndarray, shift: np.float32) -> None:
+def _saturation(planes: np.ndarray, factor: np.float32, scratch: np.ndarray) -> None:
+    """Blend with the per-pixel luma. Like all multi-channel ops here it runs as one pass that
+    only reads the planes, then one single-channel pass per plane: loops LLVM can vectorise."""
+    luma = scratch[0]
+    _luma(planes, luma)
+    for c in range(3):
+        for p in range(planes.shape[1]):
+            planes[c, p] = min(max(luma[p] + factor * (planes[c, p] - luma[p]), _ZERO), _MAX)
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _grayscale(planes: np.ndarray, scratch: np.ndarray) -> None:
+    luma = scratch[0]
+    _luma(planes, luma)
+    for c in range(3):
+        planes[c, :] = luma
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _hue(planes: np.ndarray, shift: np.float32, scratch: np.ndarray) -> None:
     """RGB -> HSV, rotate the hue by ``shift`` turns, -> RGB (torchvision's formulas).
 
     The HSV -> RGB step uses the branch-free form channel_n = v - v*s*clamp(min(k, 4-k), 0, 1)
-    with k = (n + 6h) mod 6, n = 5, 3, 1 for R, G, B, which lets the loop vectorise.
+    with k = (n + 6h) mod 6, n = 5, 3, 1 for R, G, B.
     """
     sixth, six, four = np.float32(1.0 / 6.0), np.float32(6.0), np.float32(4.0)
-    for p in range(flat.shape[0]):
-        r, g, b = flat[p, 0], flat[p, 1], flat[p, 2]
-        maxc, minc = max(r, g, b), min(r, g, b)
-        chroma = maxc - minc
-        inv = _ONE / (chroma if chroma > _ZERO else _ONE)
-        hue = np.float32(4.0) + (r - g) * inv  # (4 + gc - rc) simplifies to 4 + (r - g) / chroma
+    value, chroma, h6 = scratch[0], scratch[1], scratch[2]
+    for p in range(planes.shape[1]):
+        r, g, b = planes[0, p], planes[1, p], planes[2, p]
+        maxc = max(r, g, b)
+        span = maxc - min(r, g, b)  # = v * s
+        inv = _ONE / (span if span > _ZERO else _ONE)
+        hue = np.float32(4.0) + (r - g) * inv  # torchvision's 4 + gc - rc, simplified
         hue = np.float32(2.0) + (b - r) * inv if maxc == g else hue
         hue = (g - b) * inv if maxc == r else hue
-        h6 = hue + six + six * shift  # >= 2: hue in [-1, 5], shift in [-0.5, 0.5]
-        vs = chroma  # v * s = maxc * chroma / maxc
-        for c in range(3):
-            k = np.float32(5 - 2 * c) + h6
+        value[p], chroma[p] = maxc, span
+        h6[p] = hue + six + six * shift  # >= 2: hue in [-1, 5], shift in [-0.5, 0.5]
+    for c in range(3):
+        offset = np.float32(5 - 2 * c)
+        for p in range(planes.shape[1]):
+            k = offset + h6[p]
             k -= six * np.floor(k * sixth)  # k mod 6 without a division
-            flat[p, c] = maxc - vs * min(max(min(k, four - k), _ZERO), _ONE)
+            planes[c, p] = value[p] - chroma[p] * min(max(min(k, four - k), _ZERO), _ONE)
 
 
 @njit(cache=True, nogil=True, fastmath=True)
 def _gaussian_blur(work: np.ndarray, tmp: np.ndarray, sigma: float, ksize: int) -> None:
-    """Separable Gaussian blur with reflect padding, in place on ``work`` (S, S, 3).
+    """Separable Gaussian blur with reflect padding, in place on planar ``work`` (3, S, S).
 
     The kernel has torchvision's side ``ksize`` but is truncated at 3 sigma: the dropped taps
     hold < 0.3% of the weight and small sigmas (most draws) then cost a fraction of the work.
@@ -142,27 +162,28 @@ def _gaussian_blur(work: np.ndarray, tmp: np.ndarray, sigma: float, ksize: int) 
     for k in range(taps):
         weights[k] = math.exp(-0.5 * ((k - radius) / sigma) ** 2)
     weights /= weights.sum()
-    height, width = work.shape[0], work.shape[1]
-    padded = np.empty((width + 2 * radius) * 3, np.float32)
-    for y in range(height):  # horizontal pass: reflect-pad one row, then a contiguous dot per tap
-        for x in range(width + 2 * radius):
-            xx = _reflect(x - radius, width)
-            for c in range(3):
-                padded[3 * x + c] = work[y, xx, c]
-        row = tmp[y].reshape(-1)
-        row[:] = 0.0
-        for k in range(taps):
-            w = weights[k]
-            for j in range(3 * width):
-                row[j] += w * padded[3 * k + j]
-    for y in range(height):  # vertical pass: accumulate whole rows, contiguous and vectorisable
-        out = work[y].reshape(-1)
-        out[:] = 0.0
-        for k in range(taps):
-            w = weights[k]
-            src = tmp[_reflect(y + k - radius, height)].reshape(-1)
-            for j in range(3 * width):
-                out[j] += w * src[j]
+    height, width = work.shape[1], work.shape[2]
+    padded = np.empty(width + 2 * radius, np.float32)
+    for c in range(3):
+        for y in range(height):  # horizontal: reflect-pad one row, then one contiguous axpy per tap
+            padded[radius: radius + width] = work[c, y]
+            for x in range(radius):  # reflect padding: only the 2 * radius border cells need it
+                padded[x] = work[c, y, _reflect(x - radius, width)]
+                padded[radius + width + x] = work[c, y, _reflect(width + x, width)]
+            row = tmp[c, y]
+            row[:] = 0.0
+            for k in range(taps):
+                w = weights[k]
+                for x in range(width):
+                    row[x] += w * padded[k + x]
+        for y in range(height):  # vertical: accumulate whole rows
+            out = work[c, y]
+            out[:] = 0.0
+            for k in range(taps):
+                w = weights[k]
+                src = tmp[c, _reflect(y + k - radius, height)]
+                for x in range(width):
+                    out[x] += w * src[x]
 
 
 @njit(cache=True, nogil=True, fastmath=True)
@@ -189,21 +210,22 @@ def _jitter_params(state: np.ndarray, params: np.ndarray) -> tuple[np.ndarray, n
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def _jitter(work: np.ndarray, order: np.ndarray, factors: np.ndarray, params: np.ndarray) -> None:
+def _jitter(work: np.ndarray, order: np.ndarray, factors: np.ndarray, params: np.ndarray,
+            scratch: np.ndarray) -> None:
     """ColorJitter: brightness, contrast, saturation, hue, applied in ``order``."""
-    flat = work.reshape(-1, 3)
+    planes = work.reshape(3, -1)
     for i in range(4):
         op = order[i]
         if params[2 + op] <= 0:
             continue
         if op == 0:
-            _brightness(flat, factors[0])
+            _brightness(planes, factors[0])
         elif op == 1:
-            _contrast(flat, factors[1])
+            _contrast(planes, factors[1])
         elif op == 2:
-            _saturation(flat, factors[2])
+            _saturation(planes, factors[2], scratch)
         else:
-            _hue(flat, factors[3])
+            _hue(planes, factors[3], scratch)
 
 
 @njit(cache=True, nogil=True, fastmath=True)
@@ -215,7 +237,7 @@ def augment_crop(src: np.ndarray, dst: np.ndarray, state: np.ndarray, work: np.n
         src: uint8 (S, S, 3) the resized crop.
         dst: uint8 (3, S, S) its slot in the output batch.
         state: The sample's RNG state (advanced in place).
-        work, tmp: float32 (S, S, 3) scratch.
+        work, tmp: float32 (3, S, S) scratch (planar, so every per-pixel loop is contiguous).
         params: float64 (11,) flip_p, jitter_p, brightness, contrast, saturation, hue, gray_p,
             blur_p, sigma_lo, sigma_hi, solarize_p (the `MultiCropSpec` values of this view).
         blur_ksize: Odd blur kernel side (`transforms.blur_kernel_size` of this view).
@@ -231,29 +253,34 @@ def augment_crop(src: np.ndarray, dst: np.ndarray, state: np.ndarray, work: np.n
     blur = uniform(state, 0.0, 1.0) < params[7]
     sigma = uniform(state, params[8], params[9])
     solarize = uniform(state, 0.0, 1.0) < params[10]
-    if colour:
-        for y in range(size):
-            for x in range(size):
-                for c in range(3):
-                    work[y, x, c] = src[y, x, c]
-        if jitter:
-            _jitter(work, order, factors, params)
-        if gray:
-            flat = work.reshape(-1, 3)
-            for p in range(flat.shape[0]):
-                luma = _R * flat[p, 0] + _G * flat[p, 1] + _B * flat[p, 2]
-                flat[p, 0] = flat[p, 1] = flat[p, 2] = luma
-        if blur:
-            _gaussian_blur(work, tmp, sigma, blur_ksize)
     if not colour:
         for c in range(3):
             for y in range(size):
                 for x in range(size):
                     dst[c, y, x] = src[y, size - 1 - x if flip else x, c]
         return
-    half, threshold = np.float32(0.5), 128 if solarize else 256  # solarize: v >= 128 -> 255 - v
     for c in range(3):
         for y in range(size):
             for x in range(size):
-                v = np.uint8(min(max(work[y, size - 1 - x if flip else x, c] + half, _ZERO), _MAX))
-                dst[c, y, x] = np.uint8(255) - v if v >= threshold else v
+                work[c, y, x] = src[y, x, c]
+    scratch = tmp.reshape(3, -1)  # free until the blur needs it
+    if jitter:
+        _jitter(work, order, factors, params, scratch)
+    if gray:
+        _grayscale(work.reshape(3, -1), scratch)
+    if blur:
+        _gaussian_blur(work, tmp, sigma, blur_ksize)
+    half, threshold = np.float32(0.5), np.float32(128.0 if solarize else 256.0)  # solarize: v >= 128 -> 255 - v
+    for c in range(3):
+        for y in range(size):
+            out = dst[c, y]
+            if flip:
+                row = work[c, y, ::-1]
+                for x in range(size):
+                    v = np.floor(min(max(row[x] + half, _ZERO), _MAX))
+                    out[x] = np.int32(_MAX - v if v >= threshold else v)
+            else:
+                row2 = work[c, y]
+                for x in range(size):
+                    v = np.floor(min(max(row2[x] + half, _ZERO), _MAX))
+                    out[x] = np.int32(_MAX - v if v >= threshold else v)

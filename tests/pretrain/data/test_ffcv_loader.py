@@ -168,7 +168,7 @@ def test_kernels_flip_solarize_hue_and_blur():
     def run(src, params, ksize=3):
         size = src.shape[0]
         dst = np.zeros((3, size, size), np.uint8)
-        work, tmp = np.empty((size, size, 3), np.float32), np.empty((size, size, 3), np.float32)
+        work, tmp = np.empty((3, size, size), np.float32), np.empty((3, size, size), np.float32)
         augment_crop(src, dst, sample_state(0, 0, 0), work, tmp, np.asarray(params, np.float64), ksize, True)
         return dst.transpose(1, 2, 0)
 
