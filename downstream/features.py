@@ -252,13 +252,15 @@ def run(cfg: FeaturesConfig) -> dict:
 ALIASES = {"--checkpoint": "checkpoint", "--output": "output", "--kind": "kind", "--device": "device"}
 
 
-def main(argv: Optional[Sequence[str]] = None) -> dict:
-    """``python -m downstream.features --config FILE key=value ... [--checkpoint F --output F.npz]``."""
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    """``python -m downstream.features --config FILE key=value ... [--checkpoint F --output F.npz]``.
+
+    Returns None (a console script passes the return value to sys.exit).
+    """
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg = parse_with_aliases(FeaturesConfig, argv, ALIASES, __doc__)
     result = run(cfg)
     print(result, file=sys.stdout)
-    return result
 
 
 if __name__ == "__main__":

@@ -248,13 +248,15 @@ ALIASES = {"--train-features": "train_features", "--test-features": "test_featur
            "--checkpoint": "checkpoint", "--backend": "backend", "--device": "device"}
 
 
-def main(argv: Optional[Sequence[str]] = None) -> dict:
-    """``python -m downstream.knn --config FILE key=value ... [--train-features F --test-features F]``."""
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    """``python -m downstream.knn --config FILE key=value ... [--train-features F --test-features F]``.
+
+    Returns None (a console script passes the return value to sys.exit).
+    """
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg = parse_with_aliases(KnnConfig, argv, ALIASES, __doc__)
     results = run(cfg)
     print(format_results(results))
-    return results
 
 
 if __name__ == "__main__":

@@ -190,15 +190,17 @@ ALIASES = {"--train-features": "train_features", "--val-features": "val_features
            "--output": "output", "--checkpoint": "checkpoint", "--mode": "mode", "--device": "device"}
 
 
-def main(argv: Optional[Sequence[str]] = None) -> dict:
-    """``python -m downstream.linear --config FILE key=value ...``."""
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    """``python -m downstream.linear --config FILE key=value ...``.
+
+    Returns None (a console script passes the return value to sys.exit).
+    """
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg = parse_with_aliases(LinearConfig, argv, ALIASES, __doc__)
     results = run(cfg)
     best = results["best"]
     print(f"best head: {best['variant']} lr={best['lr']:g}  val top1 {best['val_top1']:.2f}  "
           f"test top1 {best['test_top1']:.2f}  top5 {best['test_top5']:.2f}")
-    return results
 
 
 if __name__ == "__main__":

@@ -74,11 +74,10 @@ def test_cli_from_feature_files(tmp_path):
     save_features(tmp_path / "tr.npz", xtr, ytr)
     save_features(tmp_path / "te.pt", xte, yte)
     out = tmp_path / "res" / "linear.json"
-    res = main(["--train-features", str(tmp_path / "tr.npz"), "--test-features", str(tmp_path / "te.pt"),
-                "--output", str(out), "epochs=5", "batch_size=64", "lrs=[0.001,0.1]", "device=cpu",
-                "progress=false"])
+    main(["--train-features", str(tmp_path / "tr.npz"), "--test-features", str(tmp_path / "te.pt"),
+          "--output", str(out), "epochs=5", "batch_size=64", "lrs=[0.001,0.1]", "device=cpu", "progress=false"])
     saved = json.loads(out.read_text())
-    assert saved["best"] == res["best"] and saved["best"]["variant"] == "features"
+    assert saved["best"]["variant"] == "features"
     assert saved["best"]["test_top1"] == 100.0
     assert set(saved["val_top1"]["features"]) == {"lr=0.001", "lr=0.1"}
     assert any((tmp_path / "res" / "tensorboard").iterdir())
