@@ -176,18 +176,32 @@ def extract(model: nn.Module, loader, kinds: Sequence[str] = ("pooled",), device
     device = torch.device(device)
     model = model.to(device)
     use_bf16 = amp == "bf16" or (amp == "auto" and device.type == "cuda")
-    chunks: dict[str, list[np.ndarray]] = {k: [] for k in kinds}
-    labels = []
+    # Rows are written into arrays sized from the dataset length when it is known, so the
+    # features are held once (no list of batches + concatenated copy at the end).
+    total = len(loader.dataset) if hasattr(loader, "dataset") else None
+    out: dict[str, list[np.ndarray]] = {k: [] for k in kinds}
+    labels: list[np.ndarray] = []
+    filled = 0
     for images, targets in tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False):
         images = images.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
             feats = represent(model, images, kinds, mean, std)
+        n = images.shape[0]
         for k, v in feats.items():
-            chunks[k].append(v.float().cpu().numpy())
+            v = v.float().cpu().numpy()
+            if total is None:
+                out[k].append(v)
+                continue
+            if not out[k]:
+                out[k].append(np.empty((total, v.shape[1]), dtype=np.float32))
+            out[k][0][filled:filled + n] = v
         labels.append(np.asarray(targets, dtype=np.int64))
+        filled += n
     if not labels:
         raise ValueError("the dataset is empty: no features extracted")
-    return {k: np.concatenate(v) for k, v in chunks.items()}, np.concatenate(labels)
+    if total is not None:
+        return {k: v[0][:filled] for k, v in out.items()}, np.concatenate(labels)
+    return {k: np.concatenate(v) for k, v in out.items()}, np.concatenate(labels)
 
 
 def save_features(path: str | Path, features: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor) -> Path:
