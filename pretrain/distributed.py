@@ -91,6 +91,15 @@ def all_reduce_mean(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+def max_over_ranks(value: int, device: torch.device) -> int:
+    """The largest ``value`` over all ranks (a host read: call it at agreed steps only)."""
+    if not is_dist():
+        return value
+    t = torch.tensor([float(value)], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t.item())
+
+
 def barrier() -> None:
     if is_dist():
         dist.barrier()

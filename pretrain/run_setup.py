@@ -32,7 +32,8 @@ def configure_logging(output_dir: Path, is_main: bool) -> None:
     root.setLevel(logging.INFO if is_main else logging.WARNING)
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
     if not any(getattr(h, "_attmask", False) for h in root.handlers):
-        handlers = [logging.StreamHandler(sys.stderr)]
+        # keep a console handler the caller (e.g. launchers.demo) already installed
+        handlers = [] if root.handlers else [logging.StreamHandler(sys.stderr)]
         if is_main:
             handlers.append(logging.FileHandler(output_dir / "train.log"))
         for h in handlers:

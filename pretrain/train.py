@@ -18,7 +18,8 @@ import torch
 
 from pretrain.checkpoint import latest_good_checkpoint, save_step_checkpoint
 from pretrain.config import PretrainConfig, parse_args, save_config
-from pretrain.distributed import DistInfo, barrier, cleanup, init_distributed, select_device
+from pretrain.distributed import (DistInfo, barrier, max_over_ranks, cleanup, init_distributed,
+                                  select_device)
 from pretrain.monitor import RunMonitor, attention_picture
 from pretrain.run_setup import TrainState, build_run, configure_logging, seed_everything
 from pretrain.step import forward_losses, optimizer_step, to_device_crops
@@ -93,7 +94,7 @@ def _loop(cfg: PretrainConfig, r, state: TrainState, monitor: RunMonitor, dist: 
             _train_step(cfg, r, state, monitor, batch)
             if state.step % cfg.run.log_every_steps == 0:
                 _log(cfg, r, state, monitor)
-            if _CHECKPOINT_REQUEST.is_set() or state.step % cfg.run.ckpt_every_steps == 0:
+            if _checkpoint_requested(r, state, cfg) or state.step % cfg.run.ckpt_every_steps == 0:
                 _checkpoint(cfg, r, state, dist, out)
             if state.step >= max_steps:
                 break
@@ -103,6 +104,26 @@ def _loop(cfg: PretrainConfig, r, state: TrainState, monitor: RunMonitor, dist: 
     _log(cfg, r, state, monitor)
     if state.last_ckpt_step != state.step:  # stopped by max_steps: keep the position too
         _checkpoint(cfg, r, state, dist, out)
+
+
+def _checkpoint_requested(r, state: TrainState, cfg: PretrainConfig) -> bool:
+    """Whether a signal asked for a checkpoint, agreed by all ranks so their collectives match.
+
+    The ranks compare notes every step on CPU (cheap) and every ``log_every_steps`` on GPUs
+    (a host sync), so a preemption costs at most that many steps of latency.
+    """
+    if r.world_size == 1:
+        return _CHECKPOINT_REQUEST.is_set()
+    if r.device.type == "cuda" and state.step % cfg.run.log_every_steps:
+        return False
+    # 0: nothing, 1: checkpoint, 2: checkpoint and stop - every rank acts on the maximum
+    mine = (1 + _STOP_AFTER_CHECKPOINT.is_set()) if _CHECKPOINT_REQUEST.is_set() else 0
+    agreed = max_over_ranks(mine, r.device)
+    if agreed:
+        _CHECKPOINT_REQUEST.set()
+    if agreed == 2:
+        _STOP_AFTER_CHECKPOINT.set()
+    return agreed > 0
 
 
 def _train_step(cfg: PretrainConfig, r, state: TrainState, monitor: RunMonitor, batch) -> None:
