@@ -17,6 +17,8 @@ A ``<out>.json`` sidecar records the classes, the counts and every skipped file.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
 import logging
 import multiprocessing
@@ -150,12 +152,27 @@ def write_beton(out: str | os.PathLike, dataset: str, root: str | os.PathLike, s
     fields = {"image": RGBImageField(write_mode=mode, max_resolution=max_resolution, jpeg_quality=jpeg_quality),
               "label": IntField()}
     log.info("writing %d images to %s (%s, max side %s)", len(source), out, mode, max_resolution)
-    DatasetWriter(str(out), fields, num_workers=workers).from_indexed_dataset(source, chunksize=64)
+    with _ffcv_progress(progress):
+        DatasetWriter(str(out), fields, num_workers=workers).from_indexed_dataset(source, chunksize=64)
     report = WriteReport(str(out), len(source), skipped, classes)
     Path(f"{out}.json").write_text(json.dumps(asdict(report) | {"dataset": dataset, "root": str(root),
                                                                  "write_mode": mode,
                                                                  "max_resolution": max_resolution}, indent=1))
     return report
+
+
+@contextlib.contextmanager
+def _ffcv_progress(enabled: bool):
+    """ffcv's writer always draws its own tqdm bar; silence it when progress is off."""
+    import ffcv.writer
+
+    original = ffcv.writer.tqdm
+    if not enabled:
+        ffcv.writer.tqdm = functools.partial(original, disable=True)
+    try:
+        yield
+    finally:
+        ffcv.writer.tqdm = original
 
 
 def _source(dataset: str, root: str | os.PathLike, split: str | None, max_resolution: int | None,
