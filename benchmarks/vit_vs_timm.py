@@ -47,14 +47,15 @@ def _step(fn, model, x, amp: bool) -> None:
     model.zero_grad(set_to_none=True)
 
 
-def _time(fn, model, x, amp: bool) -> float:
+def _time(fn, model, x, amp: bool) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds) of one step; CPU time is robust to a busy machine."""
     if x.device.type == "cuda":
         torch.cuda.synchronize()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     _step(fn, model, x, amp)
     if x.device.type == "cuda":
         torch.cuda.synchronize()
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def main() -> None:
@@ -92,12 +93,17 @@ def main() -> None:
     for name in fns:  # warm-up (and compilation)
         for _ in range(2):
             _step(fns[name], models[name], x, args.amp)
+    load_start = os.getloadavg()[0]
     times: dict[str, list[float]] = {"ours": [], "timm": []}
+    cpu: dict[str, list[float]] = {"ours": [], "timm": []}
     for r in range(args.repeats):
         order = ["ours", "timm"] if r % 2 == 0 else ["timm", "ours"]
         for name in order:
-            times[name].append(sum(_time(fns[name], models[name], x, args.amp) for _ in range(args.inner)) / args.inner)
+            samples = [_time(fns[name], models[name], x, args.amp) for _ in range(args.inner)]
+            times[name].append(sum(s[0] for s in samples) / args.inner)
+            cpu[name].append(sum(s[1] for s in samples) / args.inner)
     med = {k: statistics.median(v) for k, v in times.items()}
+    med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
     ratio = med["ours"] / med["timm"]
     tflops = flops / med["ours"] / 1e12
 
@@ -109,7 +115,8 @@ def main() -> None:
         "# ViT-S/16: ours vs timm",
         "",
         f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
-        f"- machine: {machine}; load average at end: {os.getloadavg()[0]:.1f}",
+        f"- machine: {machine}; 1-min load average at start / end of timing: {load_start:.1f} / "
+        f"{os.getloadavg()[0]:.1f}",
         f"- torch {torch.__version__}, timm {timm.__version__}, python {platform.python_version()}",
         f"- command: `python benchmarks/vit_vs_timm.py {' '.join(f'--{k.replace(chr(95), chr(45))} {v}' for k, v in vars(args).items() if v not in (None, False))}`",
         "",
@@ -123,12 +130,14 @@ def main() -> None:
         "",
         f"{args.repeats} interleaved repeats (order alternating), median seconds per step:",
         "",
-        "| model | median s/step | min | max |",
-        "|---|---|---|---|",
+        "| model | median wall s/step | min | max | median process CPU s/step |",
+        "|---|---|---|---|---|",
     ]
     for name in ("ours", "timm"):
-        lines.append(f"| {name} | {med[name]:.4f} | {min(times[name]):.4f} | {max(times[name]):.4f} |")
-    lines += ["", f"**ratio ours / timm = {ratio:.3f}** (< 1: ours faster)", "",
+        lines.append(f"| {name} | {med[name]:.4f} | {min(times[name]):.4f} | {max(times[name]):.4f} "
+                     f"| {med_cpu[name]:.4f} |")
+    lines += ["", f"**ratio ours / timm = {ratio:.3f}** wall (< 1: ours faster); "
+              f"process CPU time ratio {med_cpu['ours'] / med_cpu['timm']:.3f}", "",
               f"FLOPs per step (FlopCounterMode, fwd+bwd): {flops / 1e9:.1f} GFLOP -> ours "
               f"{tflops:.2f} TFLOP/s"]
     if dev.type == "cuda":

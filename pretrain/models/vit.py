@@ -178,7 +178,7 @@ class VisionTransformer(nn.Module):
                 raise ValueError("masks given but the model has no mask token: create it with masked_im_modeling=True")
             if masks.shape != x.shape[:2]:
                 raise ValueError(f"masks must be (B, N) = {tuple(x.shape[:2])} bool, got {tuple(masks.shape)}")
-            x = torch.where(masks.unsqueeze(-1), self.mask_token.to(x.dtype), x)
+            x = torch.where(masks.bool().unsqueeze(-1), self.mask_token.to(x.dtype), x)
         pos = self._pos_embed_for(grid, x.device)
         prefix = []
         if self.cls_token is not None:

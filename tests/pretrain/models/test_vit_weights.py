@@ -27,6 +27,17 @@ def timm_vit_s():
     return timm.create_model("vit_small_patch16_224", pretrained=False).eval()
 
 
+def _photo() -> torch.Tensor:
+    """A real photo (scikit-image's astronaut), 224 x 224, ImageNet-normalised, (1, 3, 224, 224)."""
+    from skimage.data import astronaut
+
+    img = torch.from_numpy(astronaut()).permute(2, 0, 1)[None].float() / 255.0
+    img = torch.nn.functional.interpolate(img, size=(224, 224), mode="bilinear", antialias=True)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    return (img - mean) / std
+
+
 def _timm_pooled(model, x):
     return model.forward_head(model.forward_features(x), pre_logits=True)
 
@@ -36,7 +47,7 @@ def test_timm_parity_and_export_round_trip(timm_vit_s):
     ours = create_model("vit_small", patch_size=16, img_size=224).eval()
     report = load_pretrained(ours, timm_vit_s.state_dict())
     assert report.complete and report.unexpected == [] and report.loaded == len(ours.state_dict())
-    x = torch.randn(2, 3, 224, 224)
+    x = torch.cat([_photo(), torch.randn(1, 3, 224, 224)])
     with torch.no_grad():
         diff = (ours(x) - _timm_pooled(timm_vit_s, x)).abs().max().item()
     assert diff < 1e-4
