@@ -168,6 +168,12 @@ def load_pretrained(
         key = _strip(raw_key)
         if key.startswith(_HEAD_PREFIXES):
             continue
+        if ".attn.qkv." in key and key.replace(".qkv.", ".qv.") in target:
+            # standard weights into a manifold-key model: reuse the query and value slices
+            q, _, v = value.chunk(3, dim=0)
+            key, value = key.replace(".qkv.", ".qv."), torch.cat([q, v], dim=0)
+            if "qkv -> qv" not in " ".join(report.notes):
+                report.notes.append("attn.qkv -> qv: query/value slices loaded; manifold keys keep their init")
         if key not in target:
             report.unexpected.append(raw_key)
             continue

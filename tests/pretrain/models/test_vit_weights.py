@@ -180,3 +180,13 @@ def test_unsafe_pickles_are_refused(tmp_path):
     torch.save({"model": sd, "obj": fractions.Fraction(1, 3)}, path)
     with pytest.raises(CheckpointError, match="weights_only"):
         load_pretrained(create_model("vit_pico", img_size=32, patch_size=8), path)
+
+
+def test_standard_weights_seed_query_and_value_of_manifold_key_model():
+    src = create_model("vit_pico", img_size=32, patch_size=8)
+    dst = create_model("vit_pico", img_size=32, patch_size=8, key_variant="kua")
+    report = load_pretrained(dst, src.state_dict())
+    assert report.unexpected == [] and report.mismatched == []
+    assert all(".attn.key." in k for k in report.missing)
+    w = src.blocks[1].attn.qkv.weight
+    torch.testing.assert_close(dst.blocks[1].attn.qv.weight, torch.cat([w[:128], w[256:]]))
