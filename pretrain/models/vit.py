@@ -243,10 +243,9 @@ class VisionTransformer(nn.Module):
 
 
 def _vit(embed_dim: int, depth: int, num_heads: int, kwargs: dict) -> VisionTransformer:
-    for fixed in ("embed_dim", "depth", "num_heads"):
-        if fixed in kwargs:
-            raise TypeError(f"{fixed} is fixed by the architecture name; use VisionTransformer(...) to change it")
-    return VisionTransformer(embed_dim=embed_dim, depth=depth, num_heads=num_heads, **kwargs)
+    # the name gives the defaults; explicit embed_dim / depth / num_heads override them (as in timm)
+    arch = {"embed_dim": embed_dim, "depth": depth, "num_heads": num_heads}
+    return VisionTransformer(**{**arch, **kwargs})
 
 
 @register_model

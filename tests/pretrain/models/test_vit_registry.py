@@ -21,9 +21,10 @@ def test_unknown_name_lists_valid_ones():
         create_model("vit_huge")
 
 
-def test_fixed_arch_args_are_rejected():
-    with pytest.raises(TypeError, match="embed_dim"):
-        create_model("vit_small", embed_dim=10)
+def test_arch_args_override_the_named_defaults():
+    model = create_model("vit_pico", img_size=32, patch_size=8, embed_dim=64, depth=2)
+    assert model.embed_dim == 64 and len(model.blocks) == 2 and model.num_heads == 4
+    assert model(torch.randn(1, 3, 32, 32)).shape == (1, 64)
 
 
 def test_register_model_rejects_duplicates():
