@@ -127,6 +127,7 @@ class FFCVPretrainLoader:
             return iter(())
         threads = torch.get_num_threads()
         self._iterator = iter(self._loader)
+        torch.set_num_threads(threads)  # ffcv's Loader.__iter__ resets it to num_workers
         return self._batches(self._iterator, threads, self.start_batch)
 
     def _batches(self, iterator, threads: int, first_batch: int) -> Iterator[Batch]:
