@@ -244,3 +244,37 @@ def test_device_augment_ops_match_their_definitions():
     jittered, _ = DeviceColourAugment(small_spec(jitter_p=1.0), seed=0)(
         ramp, torch.empty(0, 3, 3, 16, 16, dtype=torch.uint8), epoch=0, step=0)
     assert jittered.shape == ramp.shape and jittered.dtype == torch.uint8 and not torch.equal(jittered, ramp)
+
+
+def test_numba_colour_ops_match_torchvision_functionals():
+    """Each kernel against torchvision's own op on a real photo (0..255 floats, planar)."""
+    import skimage.data
+    from torchvision.transforms.v2 import functional as TF
+
+    from pretrain.data import ffcv_kernels as K
+
+    photo = torch.from_numpy(skimage.data.astronaut()[100:164, 180:244]).permute(2, 0, 1).float().contiguous()
+    scratch = np.empty((3, 64 * 64), np.float32)
+
+    def mine(op, *args):
+        planes = photo.numpy().copy()
+        op(planes.reshape(3, -1), *args)
+        return torch.from_numpy(planes)
+
+    def theirs(fn, *args):
+        return fn(photo / 255.0, *args) * 255.0
+
+    pairs = [
+        (mine(K._brightness, np.float32(1.3)), theirs(TF.adjust_brightness, 1.3)),
+        (mine(K._contrast, np.float32(0.7)), theirs(TF.adjust_contrast, 0.7)),
+        (mine(K._saturation, np.float32(1.2), scratch), theirs(TF.adjust_saturation, 1.2)),
+        (mine(K._hue, np.float32(0.07), scratch), theirs(TF.adjust_hue, 0.07)),
+        (mine(K._hue, np.float32(-0.1), scratch), theirs(TF.adjust_hue, -0.1)),
+        (mine(K._grayscale, scratch), theirs(TF.rgb_to_grayscale, 3)),
+    ]
+    for got, expected in pairs:
+        assert (got - expected).abs().max() < 0.1  # torchvision's luma weights differ in the 4th digit
+    planes, tmp = photo.numpy().copy(), np.empty((3, 64, 64), np.float32)
+    K._gaussian_blur(planes, tmp, 1.5, 13)
+    expected = theirs(TF.gaussian_blur, [13, 13], [1.5, 1.5])
+    assert (torch.from_numpy(planes) - expected).abs().max() < 0.6
