@@ -132,11 +132,10 @@ def write_beton(out: str | os.PathLike, dataset: str, root: str | os.PathLike, s
     Returns:
         A `WriteReport`; skipped files are also logged (warning) with their reasons.
     """
-    ffcv = import_ffcv()
+    import_ffcv()  # a clear install hint when ffcv is missing
     from ffcv.fields import IntField, RGBImageField
     from ffcv.writer import DatasetWriter
 
-    del ffcv
     workers = workers if workers > 0 else os.cpu_count() or 1
     if not 1 <= jpeg_quality <= 100:
         raise ValueError(f"jpeg_quality must be in 1..100, got {jpeg_quality}")
