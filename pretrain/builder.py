@@ -26,9 +26,9 @@ METHODS = ("ibot", "dino")
 def backbone_kwargs(cfg: PretrainConfig, drop_path: float) -> Dict[str, Any]:
     """``create_model`` keyword arguments for the configured backbone."""
     m = cfg.model
-    extra = ()
+    extra: list = []
     if m.key_variant != "standard" and cfg.data.n_local > 0:
-        extra = (cfg.data.local_size,)  # the token-mixing conv needs every token count up front
+        extra = [cfg.data.local_size]  # the token-mixing conv needs every token count up front
     sizes = {k: getattr(m, k) for k in ("embed_dim", "depth", "num_heads") if getattr(m, k) > 0}
     return dict(
         **sizes, patch_size=m.patch_size, img_size=cfg.data.global_size, pooling=m.pooling,

@@ -114,7 +114,7 @@ class Run:
     def state_dict(self, state: TrainState) -> Dict[str, Any]:
         return {
             "model": {"name": self.cfg.model.name,
-                      "kwargs": {**backbone_kwargs(self.cfg, 0.0), "extra_img_sizes": []}},
+                      "kwargs": {**backbone_kwargs(self.cfg, 0.0)}},
             "student": self.student.state_dict(), "teacher": self.teacher.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else {},

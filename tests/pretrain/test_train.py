@@ -137,3 +137,14 @@ def test_two_process_gloo_ddp(tmp_path, fashion_mnist_root):
     ckpt = final_weights(out)
     assert ckpt["step"] == 3 and ckpt["world_size"] == 2
     assert all(torch.isfinite(v.float()).all() for v in ckpt["student"].values())
+
+
+def test_manifold_key_variant_trains_on_two_crop_sizes_and_reloads(tmp_path, fashion_mnist_root):
+    from pretrain.models import create_model_from_checkpoint
+
+    out = tmp_path / "kua"
+    run(tiny(out, fashion_mnist_root, "model.key_variant=kua", "run.max_steps=1"))
+    model, report = create_model_from_checkpoint(out / "checkpoint.pt", which="teacher")
+    assert report.complete, report
+    assert model(torch.randn(2, 3, 16, 16)).shape == (2, 128)
+    assert model(torch.randn(2, 3, 8, 8)).shape == (2, 128), "local-crop token count kept"
