@@ -24,7 +24,8 @@ from pathlib import Path
 
 import torch
 
-from pretrain.builder import build_losses, build_masker_from, build_network, build_optimizer, build_schedules
+from pretrain.builder import build_losses, build_masker_from, build_network, build_optimizer_from,
+                              build_schedules
 from pretrain.config import PretrainConfig, load_config
 from pretrain.models.teacher_student import EMATeacher
 from pretrain.step import StudentCall, autocast_context, forward_losses, optimizer_step
@@ -40,7 +41,7 @@ def build(cfg: PretrainConfig, device: torch.device, compile_: bool):
         student.backbone.compile()
         teacher.backbone.compile()
     losses = build_losses(cfg).to(device)
-    opt = build_optimizer(cfg, student, cfg.data.batch_size, device)
+    opt = build_optimizer_from(cfg, student, cfg.data.batch_size)
     sched = build_schedules(cfg, 1000, cfg.data.batch_size)
     params = {"all": list(student.parameters()),
               "last_layer": [p for n, p in student.named_parameters() if "last_layer" in n]}

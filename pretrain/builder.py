@@ -18,7 +18,7 @@ from pretrain.losses import DINOLoss, iBOTPatchLoss
 from pretrain.masking import build_masker
 from pretrain.models import DINOHead, create_model
 from pretrain.models.teacher_student import MultiCropNetwork
-from pretrain.optim import cosine_schedule, param_groups, teacher_temp_schedule
+from pretrain.optim import build_optimizer, cosine_schedule, param_groups, teacher_temp_schedule
 
 METHODS = ("ibot", "dino")
 
@@ -84,19 +84,11 @@ def build_masker_from(cfg: PretrainConfig):
                         show_max=m.show_max)
 
 
-def build_optimizer(cfg: PretrainConfig, student: nn.Module, total_batch: int,
-                    device: torch.device) -> torch.optim.Optimizer:
-    """AdamW over decayed / non-decayed groups; fused where the device supports it.
-
-    The fused kernel also takes a ``found_inf`` flag, which lets a non-finite step be skipped
-    on the device without a host synchronisation.
-    """
-    groups = param_groups(student, cfg.optim.weight_decay)
-    lr = cfg.optim.lr * total_batch / 256.0
-    try:
-        return torch.optim.AdamW(groups, lr=lr, fused=True)
-    except (RuntimeError, TypeError):  # older torch without fused AdamW on this device
-        return torch.optim.AdamW(groups, lr=lr, foreach=True)
+def build_optimizer_from(cfg: PretrainConfig, student: nn.Module,
+                         total_batch: int) -> torch.optim.Optimizer:
+    """AdamW with the linearly scaled learning rate (lr x total batch / 256)."""
+    return build_optimizer(param_groups(student, cfg.optim.weight_decay),
+                           cfg.optim.lr * total_batch / 256.0)
 
 
 @dataclass

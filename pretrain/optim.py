@@ -155,18 +155,24 @@ def build_optimizer(
     betas: tuple[float, float] = (0.9, 0.999),
     fused: bool | None = None,
 ) -> torch.optim.AdamW:
-    """AdamW over ``groups`` (from :func:`param_groups`), fused on CUDA.
+    """AdamW over ``groups`` (from :func:`param_groups`), fused wherever torch has the kernel.
+
+    The fused kernel (CUDA, and CPU since torch 2.4) also reads ``optimizer.found_inf``, which
+    lets the training step skip a non-finite update on the device without a host sync.
 
     Args:
         groups: optimizer param groups.
         lr: initial learning rate (the schedule overrides it every step).
         betas: AdamW betas.
-        fused: force the fused kernel on/off; default: on iff every parameter is on CUDA.
+        fused: force the fused kernel on/off; default: fused if this torch supports it here.
     """
     params = [p for g in groups for p in g["params"]]
     if not params:
         raise ValueError("build_optimizer got no parameters to optimise (all frozen?)")
-    if fused is None:
-        fused = all(p.is_cuda for p in params)
-    kwargs: dict[str, Any] = {"fused": True} if fused else {"foreach": True}
-    return torch.optim.AdamW(groups, lr=lr, betas=betas, **kwargs)
+    if fused is not False:
+        try:
+            return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=True)
+        except (RuntimeError, TypeError):
+            if fused:
+                raise
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, foreach=True)

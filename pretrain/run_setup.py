@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from pretrain.builder import (backbone_kwargs, build_losses, build_masker_from, build_network,
-                              build_optimizer, build_schedules, validate)
+                              build_optimizer_from, build_schedules, validate)
 from pretrain.checkpoint import FORMAT, atomic_save, rng_state, set_rng_state
 from pretrain.config import PretrainConfig, to_dict
 from pretrain.data_builder import build_pretrain_data
@@ -162,7 +162,7 @@ def build_run(cfg: PretrainConfig, device: torch.device, dist: DistInfo) -> Run:
     masker = build_masker_from(cfg) if cfg.loss.method == "ibot" and cfg.mask.strategy != "none" \
         else None
     total_batch = cfg.data.batch_size * dist.world_size
-    optimizer = build_optimizer(cfg, student, total_batch, device)
+    optimizer = build_optimizer_from(cfg, student, total_batch)
     amp = _resolve_amp(cfg.run.amp, device)
     scaler = torch.amp.GradScaler(device.type) if amp == "fp16" else None
     if cfg.run.compile:

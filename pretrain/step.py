@@ -18,6 +18,7 @@ from torch import nn
 
 from pretrain.data.transforms import normalize_on_device
 from pretrain.models.teacher_student import MultiCropNetwork
+from pretrain.optim import set_schedules_
 
 
 @dataclass
@@ -128,10 +129,7 @@ def optimizer_step(optimizer: torch.optim.Optimizer, scaler: Optional[torch.amp.
     A non-finite loss or gradient skips the update on the device: the fused AdamW kernel reads
     ``found_inf`` and leaves weights and moments untouched, so no host sync is needed.
     """
-    for i, group in enumerate(optimizer.param_groups):
-        group["lr"] = sched["lr"]
-        if i == 0:  # the decayed group (param_groups puts it first)
-            group["weight_decay"] = sched["wd"]
+    set_schedules_(optimizer, sched["lr"], sched["wd"])
     optimizer.zero_grad(set_to_none=True)
     if scaler is not None:
         scaler.scale(loss).backward()

@@ -120,7 +120,8 @@ def test_build_optimizer_and_set_schedules():
     model = TinyViTLike()
     opt = build_optimizer(param_groups(model, 0.04), lr=1e-3)
     assert isinstance(opt, torch.optim.AdamW)
-    assert opt.defaults["foreach"] is True  # CPU parameters: foreach, not fused
+    assert opt.defaults["fused"] is True  # torch >= 2.4 has a fused AdamW on CPU too
+    assert build_optimizer(param_groups(model, 0.04), lr=1e-3, fused=False).defaults["foreach"] is True
     set_schedules_(opt, lr=0.5, weight_decay=0.3)
     by_name = {g["name"]: g for g in opt.param_groups}
     assert by_name["decay"]["lr"] == by_name["no_decay"]["lr"] == 0.5
@@ -137,3 +138,18 @@ def test_fused_on_cuda():
     model = nn.Linear(4, 4).cuda()
     opt = build_optimizer(param_groups(model, 0.04), lr=1e-3)
     assert opt.defaults["fused"] is True
+
+
+def test_fused_adamw_skips_the_update_when_found_inf_is_set():
+    # the training step relies on this to skip non-finite steps without a host sync
+    model = TinyViTLike()
+    opt = build_optimizer(param_groups(model, 0.04), lr=1e-1)
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    before = [p.detach().clone() for p in model.parameters()]
+    opt.found_inf = torch.tensor(1.0)
+    opt.step()
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    opt.found_inf = torch.tensor(0.0)
+    opt.step()
+    assert not all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
