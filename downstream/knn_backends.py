@@ -116,7 +116,11 @@ def _blocks(train: torch.Tensor | np.ndarray):
 
 
 class TorchSearcher:
-    """Blocked exact search with torch: memory O(query_chunk x (train_block + k)).
+    """Blocked exact search with torch: memory O(query_chunk x (train_block + k)) beyond the features.
+
+    The training features are not copied on the CPU: each block's similarities are divided by
+    the rows' norms (one float per row kept), so an (N, D) float32 array or memory map is used
+    in place. On an accelerator the features are copied there once.
 
     Args:
         train: Training features (N, D), tensor or numpy array (a memory map works too).
@@ -133,10 +137,11 @@ class TorchSearcher:
         self.device = torch.device(device)
         self.train_block = train_block
         self.tile_elems = tile_elems
-        n, dim = train.shape
-        self.train = torch.empty(n, dim, dtype=torch.float32, device=self.device)
-        for start, block in zip(range(0, n, _NORM_BLOCK), _blocks(train)):
-            self.train[start:start + block.shape[0]] = block.to(self.device)
+        data = torch.from_numpy(np.asarray(train)) if isinstance(train, np.ndarray) else train.detach()
+        self.train = data.cpu() if self.device.type == "cpu" else data.to(self.device, torch.float32)
+        norms = [self.train[s:s + _NORM_BLOCK].float().norm(dim=1) for s in range(0, len(self.train), _NORM_BLOCK)]
+        # Same zero-row convention as F.normalize: divide by max(norm, 1e-12).
+        self.inv_norm = 1.0 / torch.cat(norms).clamp_min(1e-12)
 
     def search(self, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         q = l2_normalize(queries.to(self.device))
@@ -146,8 +151,8 @@ class TorchSearcher:
         best_sim = torch.empty(q.shape[0], 0, device=self.device)
         best_idx = torch.empty(q.shape[0], 0, dtype=torch.int64, device=self.device)
         for start in range(0, n, block_rows):
-            block = self.train[start:start + block_rows]
-            sim = q @ block.T  # (Q, B)
+            block = self.train[start:start + block_rows].float()
+            sim = (q @ block.T).mul_(self.inv_norm[start:start + block_rows])  # (Q, B) cosine
             kb = min(k, sim.shape[1])
             s, i = sim.topk(kb, dim=1, largest=True, sorted=False)
             if best_sim.shape[1] == 0:

@@ -98,7 +98,8 @@ def train_heads(source, dims: dict[str, int], num_classes: int, lrs: Sequence[fl
             loss.backward()
             optimizer.step()
             step, batches = step + 1, batches + 1
-        losses.append(float(running.min()) / max(1, batches))
+        # A diverged head (too large a rate) has a NaN / inf loss: it must not hide the good ones.
+        losses.append(float(running.nan_to_num(nan=math.inf).min()) / max(1, batches))
     return heads, losses
 
 
