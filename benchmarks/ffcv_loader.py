@@ -25,6 +25,7 @@ import gc
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,7 +35,9 @@ import psutil
 import torch
 from PIL import Image
 
-RESULTS = Path(__file__).resolve().parent / "results" / "ffcv_loader.md"
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results" / "ffcv_loader.md"
+sys.path.insert(0, str(REPO))  # runnable from a checkout without installing the package
 
 
 def real_photos() -> dict[str, np.ndarray]:
@@ -119,7 +122,7 @@ def machine() -> str:
 
     return (f"nproc {os.cpu_count()}, {cpu}, Python {platform.python_version()}, torch {torch.__version__}, "
             f"ffcv {version('ffcv')}, numba {version('numba')}, opencv {version('opencv-python')}, "
-            "load average at start "
+            "load average (1, 5, 15 min) at the end "
             f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
