@@ -45,5 +45,8 @@ def parse_with_aliases(schema: type[T], argv: Optional[Sequence[str]], aliases: 
     import sys
 
     argv = sys.argv[1:] if argv is None else argv
-    text = (description or "") + "\n\nFlag aliases: " + ", ".join(f"{f} X = {k}=X" for f, k in aliases.items())
+    # argparse re-wraps the description: keep the docstring's first line, then the aliases.
+    summary = (description or "").strip().splitlines()[0] if description else ""
+    text = summary + " Flag aliases: " + ", ".join(f"{f} X = {k}=X" for f, k in aliases.items()) + \
+        ". See docs/evaluation.md."
     return parse_args(schema, rewrite_aliases(argv, aliases), description=text)

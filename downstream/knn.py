@@ -108,6 +108,8 @@ def knn_predict(train_features: torch.Tensor | np.ndarray, train_labels: torch.T
     Yields:
         (test slice, {k: int64 (chunk, min(5, k, C)) ranked classes}).
     """
+    if not ks or min(ks) < 1:
+        raise ValueError(f"ks must be a non-empty list of positive neighbour counts, got {list(ks)}")
     train_labels = _as_tensor(train_labels).long()
     num_classes = num_classes or check_labels(train_labels)
     n_train, n_test = int(train_labels.shape[0]), int(test_features.shape[0])

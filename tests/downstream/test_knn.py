@@ -113,6 +113,8 @@ def test_one_class_and_many_classes():
 def test_bad_labels_are_explained():
     with pytest.raises(ValueError, match="negative"):
         check_labels(torch.tensor([0, -1]))
+    with pytest.raises(ValueError, match="positive"):
+        knn_classify(np.ones((4, 3)), np.zeros(4, int), np.ones((2, 3)), np.zeros(2, int), ks=(0,))
     with pytest.raises(ValueError, match="dimension"):
         knn_classify(np.ones((4, 3)), np.zeros(4, int), np.ones((2, 5)), np.zeros(2, int))
 
