@@ -54,12 +54,28 @@ def load_rgb(path: str, max_resolution: int | None) -> np.ndarray:
     with Image.open(path) as image:
         if max_resolution:
             image.draft("RGB", (max_resolution, max_resolution))
-        rgb = np.asarray(image.convert("RGB"))
+        rgb = _rgb_array(image)
     if rgb.shape[0] == 0 or rgb.shape[1] == 0:
         raise ValueError("image has zero width or height")
     if max_resolution is None and max(rgb.shape[:2]) > _MAX_SIDE:
         raise ValueError(f"side {max(rgb.shape[:2])} exceeds ffcv's {_MAX_SIDE}; pass --max-resolution")
     return rgb
+
+
+def _rgb_array(image: Image.Image) -> np.ndarray:
+    """uint8 (H, W, 3) with `transforms.to_rgb_uint8`'s conventions (16-bit 0..65535 -> 0..255,
+    float "F" clipped to 0..255, alpha dropped, gray replicated), in numpy only: this runs in
+    ffcv's forked writer processes, where torch's thread pool can deadlock."""
+    if image.mode.startswith("I;16") or image.mode == "I":
+        values = np.asarray(image).astype(np.int64)
+        if image.mode != "I" or values.size == 0 or values.min() < 0 or values.max() > 255:
+            values = np.round(np.clip(values, 0, 65535) * 255 / 65535)
+        gray = values.astype(np.uint8)
+    elif image.mode == "F":
+        gray = np.clip(np.asarray(image), 0, 255).round().astype(np.uint8)
+    else:
+        return np.asarray(image.convert("RGB"))
+    return np.repeat(gray[:, :, None], 3, axis=2)
 
 
 def _check(job: tuple[str, int | None]) -> str | None:

@@ -94,12 +94,14 @@ def test_raw_mode_stores_exact_pixels_and_gray_becomes_rgb(tmp_path):
     colour = skimage.data.astronaut()[50:114, 150:214]
     Image.fromarray(gray).save(root / "a_gray.png")
     Image.fromarray(colour).save(root / "b_colour.png")
+    Image.fromarray(gray.astype(np.uint16) * 257).save(root / "c_gray16.png")  # 16-bit: 65535 -> 255
     out = tmp_path / "square.beton"
     write_beton(out, "imagefolder", root.parent, write_mode="raw", max_resolution=None, workers=1, progress=False)
-    images, labels = read_back(out, 2)
+    images, labels = read_back(out, 3)
     assert np.array_equal(images[0], np.repeat(gray[:, :, None], 3, axis=2))
     assert np.array_equal(images[1], colour)
-    assert labels.tolist() == [0, 0]
+    assert np.array_equal(images[2], images[0]), "16-bit images must be rescaled, not clipped"
+    assert labels.tolist() == [0, 0, 0]
 
 
 def test_fashion_mnist_to_beton(tmp_path, fashion_mnist_root):
