@@ -155,10 +155,10 @@ def write_beton(out: str | os.PathLike, dataset: str, root: str | os.PathLike, s
     workers = workers if workers > 0 else os.cpu_count() or 1
     if not 1 <= jpeg_quality <= 100:
         raise ValueError(f"jpeg_quality must be in 1..100, got {jpeg_quality}")
-    source, skipped, classes = _source(dataset, root, split, max_resolution, workers, progress)
     mode = write_mode or ("raw" if dataset == "fashion_mnist" else "jpg")
     if mode not in ("jpg", "raw"):
         raise ValueError(f"write_mode must be 'jpg' or 'raw', got {mode!r}")
+    source, skipped, classes = _source(dataset, root, split, max_resolution, workers, progress)
     for path, reason in skipped:
         log.warning("skipping unreadable image %s (%s)", path, reason)
     if len(source) == 0:
