@@ -123,9 +123,11 @@ NOTES = """Notes:
   data" is that peak minus the RSS at the reset, i.e. the working memory of the evaluation.
 - faiss_cpu keeps a normalised float32 copy of the training set in its index (N x D x 4 bytes,
   307 MB here, plus vector growth while adding). The torch backend keeps no copy on the CPU
-  (it scales each block's similarities by the rows' inverse norms); its working memory is one
-  (1024 x block) similarity tile of about 64 MiB plus the running top-k, whatever N_train and
-  N_test are. The reference's similarity block grows with N_test x N_train / 100.
+  (it scales each block's similarities by the rows' inverse norms); its working memory is a
+  (1024 x 16384) similarity tile of 64 MiB, the topk scratch and BLAS packing of similar size,
+  the running top-k and the vote buffers: a constant that does not grow with N_train or N_test
+  (measured separately: 170 MB for one search call at N_train = 200k). The reference's
+  similarity block grows with N_test x N_train / 100.
 - The machine is shared with other jobs (load averages above), so timings carry noise of tens
   of percent; the accuracies are exact and identical across implementations.
 """
