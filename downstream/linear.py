@@ -51,7 +51,9 @@ class LinearHeads(nn.Module):
         self.bias = nn.Parameter(torch.zeros(num_heads, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.einsum("bd,hcd->bhc", x, self.weight) + self.bias
+        h, c, d = self.weight.shape
+        # One (B, D) x (D, H*C) matmul for all heads.
+        return (x @ self.weight.reshape(h * c, d).T + self.bias.reshape(-1)).view(-1, h, c)
 
 
 def train_heads(source, dims: dict[str, int], num_classes: int, lrs: Sequence[float], epochs: int,

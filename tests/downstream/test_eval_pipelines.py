@@ -31,7 +31,6 @@ def test_knn_on_raw_pixels_from_images(tmp_path, fashion_mnist_root):
     assert json.loads((tmp_path / "2.json").read_text()) == res
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["cached", "augmented"])
 def test_linear_probe_on_a_checkpoint(tmp_path, fashion_mnist_root, mode):
     torch.manual_seed(0)
