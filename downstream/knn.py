@@ -256,6 +256,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     Returns None (a console script passes the return value to sys.exit).
     """
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("faiss").setLevel(logging.WARNING)  # its loader logs every SIMD variant it tries
     cfg = parse_with_aliases(KnnConfig, argv, ALIASES, __doc__)
     results = run(cfg)
     print(format_results(results))
