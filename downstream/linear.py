@@ -24,14 +24,13 @@ import math
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from downstream.eval_cli import parse_with_aliases
 from downstream.eval_data import DataSpec
-from downstream.features import ModelSpec, load_features, resolve_device
+from downstream.features import ModelSpec, resolve_device
 from downstream.tb import log_results, tensorboard_dir, write_json
 
 log = logging.getLogger(__name__)

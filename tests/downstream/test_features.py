@@ -19,7 +19,7 @@ def _pico(**kw):
 
 
 def _fmnist_args(root, n=24):
-    return [f"data.dataset=fashion_mnist", f"data.root={root}", "data.split=test", f"data.max_samples={n}",
+    return ["data.dataset=fashion_mnist", f"data.root={root}", "data.split=test", f"data.max_samples={n}",
             "data.resize=28", "data.num_workers=0", "data.batch_size=10", "progress=false", "device=cpu"]
 
 
