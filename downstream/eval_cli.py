@@ -7,9 +7,10 @@ overrides, so every setting still goes through one validated path.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Mapping, Optional, Sequence, TypeVar
 
-from pretrain.config import parse_args
+from pretrain.config import parse_args, save_config
 
 T = TypeVar("T")
 
@@ -50,3 +51,11 @@ def parse_with_aliases(schema: type[T], argv: Optional[Sequence[str]], aliases: 
     text = summary + " Flag aliases: " + ", ".join(f"{f} X = {k}=X" for f, k in aliases.items()) + \
         ". See docs/evaluation.md."
     return parse_args(schema, rewrite_aliases(argv, aliases), description=text)
+
+
+def save_beside(cfg: object, output: str) -> Optional[Path]:
+    """Write the resolved config next to a result file: ``knn.json`` -> ``knn.config.yaml``."""
+    if not output:
+        return None
+    out = Path(output)
+    return save_config(cfg, out.with_name(out.stem + ".config.yaml"))

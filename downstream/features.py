@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from downstream.eval_cli import parse_with_aliases
+from downstream.eval_cli import parse_with_aliases, save_beside
 from downstream.eval_data import DataSpec, build_eval_loader_for
 from pretrain.data.transforms import normalize_on_device
 
@@ -258,6 +258,7 @@ def run(cfg: FeaturesConfig) -> dict:
     result = {"n": int(labels.shape[0]), "dim": int(feats[cfg.kind].shape[1]), "kind": cfg.kind}
     if cfg.output:
         result["output"] = str(save_features(cfg.output, feats[cfg.kind], labels))
+        save_beside(cfg, cfg.output)
     else:
         log.warning("no output= given: features were computed but not saved")
     return result

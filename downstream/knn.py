@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from downstream.eval_cli import parse_with_aliases
+from downstream.eval_cli import parse_with_aliases, save_beside
 from downstream.eval_data import DataSpec
 from downstream.features import ModelSpec, extract_dataset, load_features, resolve_device, save_features
 from downstream.knn_backends import BACKENDS, Searcher, build_searcher
@@ -232,6 +232,7 @@ def run(cfg: KnnConfig) -> dict:
                                           cfg.temperature, **{**kwargs, "progress": False})
     if cfg.output:
         write_json(cfg.output, results)
+        save_beside(cfg, cfg.output)
     log_results(tensorboard_dir(cfg.tensorboard, cfg.output), results, "knn")
     return results
 

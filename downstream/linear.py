@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from downstream.eval_cli import parse_with_aliases
+from downstream.eval_cli import parse_with_aliases, save_beside
 from downstream.eval_data import DataSpec
 from downstream.features import ModelSpec, resolve_device
 from downstream.tb import log_results, tensorboard_dir, write_json
@@ -184,6 +184,7 @@ def run(cfg: LinearConfig) -> dict:
     }
     if cfg.output:
         write_json(cfg.output, results)
+        save_beside(cfg, cfg.output)
     log_results(tensorboard_dir(cfg.tensorboard, cfg.output), {k: results[k] for k in ("best", "val_top1")}, "linear")
     return results
 

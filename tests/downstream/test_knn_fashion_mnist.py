@@ -45,6 +45,7 @@ def test_cli_from_feature_files(tmp_path, fashion_mnist_root, capsys):
     assert saved["fewshot"]["nu=1"]["k"] == 1 and len(saved["fewshot"]["nu=5"]["top1"]) == 2
     assert 30 < saved["fewshot"]["nu=5"]["top1_mean"] < saved["k=20"]["top1"]
     assert any((tmp_path / "tensorboard").iterdir())
+    assert "fewshot:" in (tmp_path / "knn.config.yaml").read_text()  # the resolved config, beside the result
 
 
 def test_cli_rejects_half_a_pair_and_typos(tmp_path, capsys):
