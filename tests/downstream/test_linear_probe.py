@@ -81,3 +81,15 @@ def test_cli_from_feature_files(tmp_path):
     assert saved["best"]["test_top1"] == 100.0
     assert set(saved["val_top1"]["features"]) == {"lr=0.001", "lr=0.1"}
     assert any((tmp_path / "res" / "tensorboard").iterdir())
+
+
+def test_default_variants_follow_the_pooling():
+    from downstream.features import RawPixels
+    from downstream.linear_data import default_variants
+    from pretrain.models import create_model
+
+    assert default_variants(create_model("vit_pico", patch_size=4, img_size=28)) == ["cls", "cls_avg", "cls4",
+                                                                                      "cls4_avg"]
+    assert default_variants(create_model("vit_pico", patch_size=4, img_size=28, pooling="simpool")) == ["pooled",
+                                                                                                        "avg"]
+    assert default_variants(RawPixels()) == ["pooled"]
