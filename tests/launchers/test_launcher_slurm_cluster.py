@@ -123,8 +123,9 @@ def test_pretraining_survives_scontrol_requeue_then_knn_runs(slurm_cluster, fash
     out = tmp_path / "pretrain"
     overrides = [
         f"data.root={fashion_mnist_root}", f"knn.root={fashion_mnist_root}", "knn.every_epochs=0",
-        "data.batch_size=8", "data.num_workers=0", "data.n_local=2", f"run.output_dir={out}",
-        "run.max_steps=5", "run.ckpt_every_steps=2", "run.log_every_steps=1", "run.progress=false",
+        # the per-image loader and 100 steps keep the job running long enough to be requeued
+        "data.loader=torchvision", "data.batch_size=8", "data.num_workers=0", "data.n_local=2",
+        f"run.output_dir={out}", "run.max_steps=100", "run.ckpt_every_steps=2", "run.log_every_steps=1", "run.progress=false",
         "run.image_every_steps=0",
     ]
     cfg = _test_resources(time_min=15)
@@ -142,7 +143,7 @@ def test_pretraining_survives_scontrol_requeue_then_knn_runs(slurm_cluster, fash
     last_before = max(int(m) for m in re.findall(r"step (\d+)/\d+", before))
     assert last_before - resumed[0] < 2  # lost at most the steps since the newest checkpoint
     after = [int(m) for m in re.findall(r"step (\d+)/\d+", log[log.index("resumed from"):])]
-    assert after and after[0] == resumed[0] + 1 and after[-1] == 5  # continued, not restarted
+    assert after and after[0] == resumed[0] + 1 and after[-1] == 100  # continued, not restarted
     assert [r["restart"] for r in jobs.read_launches(out)] == [0, 1]
     assert _final_state(sub.job_id) == "COMPLETED"
     [evaluation] = sub.after  # chained after the requeued job: still afterok on the same id
