@@ -113,5 +113,8 @@ def _ffcv_eval_loader(spec: DataSpec, image_size: int) -> Iterable:
     if not hasattr(ffcv_loader, "build_ffcv_eval_loader"):
         raise ValueError("FFCV evaluation input is not yet supported: pretrain.data.ffcv_loader has no "
                          "build_ffcv_eval_loader; use dataset=imagefolder or fashion_mnist")
+    if spec.max_samples:
+        log.warning("dataset=ffcv reads every sample: max_samples=%d is ignored", spec.max_samples)
     return ffcv_loader.build_ffcv_eval_loader(spec.ffcv_path or spec.root, image_size=image_size,
-                                              batch_size=spec.batch_size, num_workers=spec.num_workers)
+                                              batch_size=spec.batch_size, num_workers=spec.num_workers,
+                                              resize=spec.resize or None, interpolation=spec.interpolation)

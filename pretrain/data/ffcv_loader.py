@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pretrain.data.ffcv_eval import FFCVEvalLoader, build_ffcv_eval_loader  # noqa: F401 - re-export
 from pretrain.data.ffcv_support import import_ffcv
 from pretrain.data.loader import epoch_indices
 from pretrain.data.transforms import MultiCropSpec
