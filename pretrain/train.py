@@ -98,7 +98,7 @@ def _loop(cfg: PretrainConfig, r, state: TrainState, monitor: RunMonitor, dist: 
                 _checkpoint(cfg, r, state, dist, out)
             if state.step >= max_steps:
                 break
-        else:
+        if state.batch_in_epoch >= r.steps_per_epoch:  # the epoch ran to its end
             state.epoch, state.batch_in_epoch = state.epoch + 1, 0
             _end_of_epoch(cfg, r, state, monitor, dist, out)
     _log(cfg, r, state, monitor)

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torchvision.transforms import v2
 
-from pretrain.data.ffcv_support import import_ffcv
+from pretrain.data.ffcv_support import decoding_threads, import_ffcv
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class FFCVEvalLoader:
             v2.Resize(self.resize, interpolation=v2.InterpolationMode[interpolation.upper()], antialias=True),
             v2.CenterCrop(self.image_size),
         ]) if self.same_size else None
-        self._loader = self._build(_threads(num_workers))
+        self._loader = self._build(decoding_threads(num_workers))
 
     def _build(self, num_workers: int):
         from ffcv.fields.basics import IntDecoder
@@ -116,16 +116,6 @@ class FFCVEvalLoader:
     def __repr__(self) -> str:
         return (f"FFCVEvalLoader({self.path!r}, image_size={self.image_size}, resize={self.resize}, "
                 f"batch_size={self.batch_size}, samples={self.num_samples}, same_size={self.same_size})")
-
-
-def _threads(num_workers: int) -> int:
-    """Decoding threads: at least 1 and at most numba's pool size (numba rejects more)."""
-    import numba
-
-    if num_workers > numba.config.NUMBA_NUM_THREADS:
-        log.info("using %d FFCV decoding threads (numba's limit here), not %d",
-                 numba.config.NUMBA_NUM_THREADS, num_workers)
-    return max(1, min(int(num_workers), numba.config.NUMBA_NUM_THREADS))
 
 
 def _eval_crop(height, width, resize, size):

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from pretrain.data.ffcv_eval import FFCVEvalLoader, build_ffcv_eval_loader  # noqa: F401 - re-export
-from pretrain.data.ffcv_support import import_ffcv
+from pretrain.data.ffcv_support import decoding_threads, import_ffcv
 from pretrain.data.loader import epoch_indices
 from pretrain.data.transforms import MultiCropSpec
 
@@ -100,7 +100,8 @@ class FFCVPretrainLoader:
         decoder = MultiCropDecoder(self.spec, self.seed, self._epoch_cell, colour=not colour_on_device,
                                    redecode=redecode)
         self._order = EpochOrder(self)
-        loader = Loader(self.path, batch_size=self.batch_size, num_workers=num_workers, order=self._order,
+        loader = Loader(self.path, batch_size=self.batch_size, num_workers=decoding_threads(num_workers),
+                        order=self._order,
                         seed=self.seed, drop_last=True, batches_ahead=batches_ahead,
                         pipelines={"image": PipelineSpec("image", decoder=decoder),
                                    "label": PipelineSpec("label", decoder=IntDecoder())})

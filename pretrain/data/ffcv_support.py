@@ -7,9 +7,12 @@ the package (and the torchvision loader) works on machines where ffcv cannot be 
 from __future__ import annotations
 
 import importlib
+import logging
 from types import ModuleType
 
 import torch
+
+log = logging.getLogger(__name__)
 
 INSTALL_HINT = (
     "FFCV is not installed. Install it with `pip install -e '.[ffcv]'` (or `pip install ffcv`, which pulls numba "
@@ -47,3 +50,13 @@ def import_ffcv() -> ModuleType:
     finally:
         torch.set_num_threads(threads)
     return module
+
+
+def decoding_threads(num_workers: int) -> int:
+    """Decoding threads: at least 1 and at most numba's pool size (numba rejects more)."""
+    import numba
+
+    if num_workers > numba.config.NUMBA_NUM_THREADS:
+        log.info("using %d FFCV decoding threads (numba's limit here), not %d",
+                 numba.config.NUMBA_NUM_THREADS, num_workers)
+    return max(1, min(int(num_workers), numba.config.NUMBA_NUM_THREADS))
