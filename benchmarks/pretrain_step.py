@@ -24,8 +24,8 @@ from pathlib import Path
 
 import torch
 
-from pretrain.builder import build_losses, build_masker_from, build_network, build_optimizer_from,
-                              build_schedules
+from pretrain.builder import (build_losses, build_masker_from, build_network, build_optimizer_from,
+                              build_schedules)
 from pretrain.config import PretrainConfig, load_config
 from pretrain.models.teacher_student import EMATeacher
 from pretrain.step import StudentCall, autocast_context, forward_losses, optimizer_step
