@@ -3,7 +3,8 @@
 Steps: fetch Fashion-MNIST without root (``apt-get download`` + ``dpkg -x``) unless it is
 already there; pretrain the demo recipe (``configs/pretrain/demo_fmnist.yaml``); extract the
 teacher's features of the full train and test splits; weighted k-NN (k=20, T=0.07) on those
-features and on the raw pixels of the same split. The last line states both accuracies.
+features and on the raw pixels of the same split, with the evaluator of ``downstream.knn``.
+The last line states both accuracies.
 
 Usage:
     python -m launchers.demo [key=value ...]    # overrides of the demo recipe
@@ -17,19 +18,26 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
+import numpy as np
 import torch
 
+from downstream.knn import knn_classify
 from pretrain.config import PretrainConfig, load_config
 from pretrain.data.datasets import build_dataset
 from pretrain.data.fashion_mnist import ensure_fashion_mnist
 from pretrain.data.loader import build_eval_loader
 from pretrain.data.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform
-from pretrain.knn_monitor import extract, weighted_knn_top1
+from pretrain.knn_monitor import extract
 from pretrain.models import create_model_from_checkpoint
 from pretrain.train import run
 
 log = logging.getLogger("demo")
 RECIPE = Path(__file__).resolve().parents[1] / "configs" / "pretrain" / "demo_fmnist.yaml"
+
+
+def top1(train_x, train_y, test_x, test_y, k: int = 20) -> float:
+    """The evaluator's k-NN (downstream.knn: DINO protocol, automatic faiss/torch backend)."""
+    return knn_classify(train_x, train_y, test_x, test_y, ks=(k,), progress=False)[f"k={k}"]["top1"]
 
 
 def feature_knn(checkpoint: Path, root: Path, size: int, k: int = 20) -> float:
@@ -41,16 +49,15 @@ def feature_knn(checkpoint: Path, root: Path, size: int, k: int = 20) -> float:
         loader = build_eval_loader(build_dataset("fashion_mnist", root, split), tf, 512, 2)
         feats[split] = extract(model.eval(), loader, torch.device("cpu"), IMAGENET_MEAN,
                                IMAGENET_STD, torch.autocast("cpu", enabled=False))
-    return weighted_knn_top1(*feats["train"], *feats["test"], k=k)
+    return top1(*feats["train"], *feats["test"], k=k)
 
 
 def pixel_knn(root: Path, k: int = 20) -> float:
     """The same k-NN on the raw 28x28 pixels of the same split."""
     tr = build_dataset("fashion_mnist", root, "train")
     te = build_dataset("fashion_mnist", root, "test")
-    as_x = lambda ds: torch.from_numpy(ds.images.reshape(len(ds), -1)).float()  # noqa: E731
-    return weighted_knn_top1(as_x(tr), torch.from_numpy(tr.labels), as_x(te),
-                             torch.from_numpy(te.labels), k=k)
+    as_x = lambda ds: torch.from_numpy(ds.images.reshape(len(ds), -1).astype(np.float32))  # noqa: E731
+    return top1(as_x(tr), torch.from_numpy(tr.labels), as_x(te), torch.from_numpy(te.labels), k=k)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
