@@ -43,11 +43,13 @@ def _state(job_id: str) -> tuple[str, str]:
 def _wait(job_id: str, until, timeout_s: float, what: str) -> None:
     """Polls until ``until()``; a requeued job starts at once instead of after cred_expire."""
     deadline = time.time() + timeout_s
+    ended = 0  # consecutive polls in an end state: a requeue passes through one for a moment
     while not until():
         state, reason = _state(job_id)
         if state == "PENDING" and reason == "BeginTime":
             subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], capture_output=True)
-        if state in ("FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL"):
+        ended = ended + 1 if state in ("FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL") else 0
+        if ended >= 5:
             pytest.fail(f"job {job_id} ended {state} while waiting for {what}; logs under its output folder")
         assert time.time() < deadline, f"timed out waiting for {what} (job {job_id}: {state} {reason})"
         time.sleep(1)
