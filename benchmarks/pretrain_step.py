@@ -58,7 +58,7 @@ def fake_batch(cfg: PretrainConfig, device: torch.device):
 
 def one_step(m, cfg, batch, device, amp, gen, step):
     s = m["sched"].at(step)
-    res = forward_losses(m["call"], m["teacher"], m["losses"], m["masker"], batch[0], batch[1], 2,
+    res = forward_losses(m["call"], m["teacher"], m["losses"], m["masker"], batch[0], batch[1],
                          s["teacher_temp"], 1.0, 1.0, gen, autocast_context(device, amp))
     optimizer_step(m["opt"], None, res.loss, m["params"], cfg.optim.clip_grad, s, False)
     m["ema"].update(s["momentum"])

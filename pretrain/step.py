@@ -63,20 +63,18 @@ def attention_entropy(scores: torch.Tensor) -> torch.Tensor:
 
 def forward_losses(student: nn.Module, teacher: MultiCropNetwork, losses: nn.ModuleDict,
                    masker: Optional[Callable], glob: torch.Tensor, loc: Optional[torch.Tensor],
-                   n_global: int, teacher_temp: float, lambda_cls: float, lambda_patch: float,
+                   teacher_temp: float, lambda_cls: float, lambda_patch: float,
                    generator: Optional[torch.Generator], autocast: contextlib.AbstractContextManager,
                    ) -> StepOutput:
     """Computes the loss of one step (forward only; the caller does backward/update).
 
     Args:
-        student: The student :class:`MultiCropNetwork` (possibly DDP-wrapped: we call
-            ``forward_global`` through ``module`` only for the teacher, never for the student,
-            so DDP's hooks see every student forward through ``__call__``).
+        student: :class:`StudentCall` around the student network (possibly DDP-wrapped),
+            called once with all crops so DDP sees one forward per backward.
         teacher: The EMA teacher network.
         losses: ``{"cls": DINOLoss, "patch": iBOTPatchLoss (iBOT only)}``.
         masker: Mask strategy (None: no masked-image modelling).
         glob: (G*B, 3, H, W) normalised global crops; loc: (L*B, 3, h, w) or None.
-        n_global: G.
         teacher_temp: This step's teacher temperature.
     """
     patch_size = teacher.backbone.patch_size

@@ -129,7 +129,7 @@ def _checkpoint_requested(r, state: TrainState, cfg: PretrainConfig) -> bool:
 def _train_step(cfg: PretrainConfig, r, state: TrainState, monitor: RunMonitor, batch) -> None:
     sched = r.schedules.at(state.step)
     glob, loc = to_device_crops(batch, r.device, r.mean, r.std)
-    res = forward_losses(r.student_call, r.teacher, r.losses, r.masker, glob, loc, 2,
+    res = forward_losses(r.student_call, r.teacher, r.losses, r.masker, glob, loc,
                          sched["teacher_temp"], cfg.loss.lambda_cls, cfg.loss.lambda_patch,
                          r.mask_generator, r.autocast())
     freeze = state.step < cfg.optim.freeze_last_layer_epochs * r.steps_per_epoch
