@@ -44,10 +44,17 @@ def _wait(job_id: str, until, timeout_s: float, what: str) -> None:
     """Polls until ``until()``; a requeued job starts at once instead of after cred_expire."""
     deadline = time.time() + timeout_s
     ended = 0  # consecutive polls in an end state: a requeue passes through one for a moment
+    held_since = None
     while not until():
         state, reason = _state(job_id)
         if state == "PENDING" and reason == "BeginTime":
-            subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], capture_output=True)
+            # Not at once: slurmd revokes the old run's credential with one-second resolution, and a
+            # restart within the same second is killed ("Job credential revoked") and ends FAILED.
+            held_since = held_since or time.time()
+            if time.time() - held_since >= 3:
+                subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], capture_output=True)
+        else:
+            held_since = None
         ended = ended + 1 if state in ("FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL") else 0
         if ended >= 5:
             pytest.fail(f"job {job_id} ended {state} while waiting for {what}; logs under its output folder")
