@@ -43,10 +43,8 @@ def build(cfg: PretrainConfig, device: torch.device, compile_: bool):
     losses = build_losses(cfg).to(device)
     opt = build_optimizer_from(cfg, student, cfg.data.batch_size)
     sched = build_schedules(cfg, 1000, cfg.data.batch_size)
-    params = {"all": list(student.parameters()),
-              "last_layer": [p for n, p in student.named_parameters() if "last_layer" in n]}
     return dict(call=StudentCall(student), teacher=teacher, ema=ema, losses=losses, opt=opt,
-                sched=sched, params=params, masker=build_masker_from(cfg))
+                sched=sched, student=student, masker=build_masker_from(cfg))
 
 
 def fake_batch(cfg: PretrainConfig, device: torch.device):
@@ -60,7 +58,7 @@ def one_step(m, cfg, batch, device, amp, gen, step):
     s = m["sched"].at(step)
     res = forward_losses(m["call"], m["teacher"], m["losses"], m["masker"], batch[0], batch[1],
                          s["teacher_temp"], 1.0, 1.0, gen, autocast_context(device, amp))
-    optimizer_step(m["opt"], None, res.loss, m["params"], cfg.optim.clip_grad, s, False)
+    optimizer_step(m["opt"], None, res.loss, m["student"], cfg.optim.clip_grad, s, step, 0)
     m["ema"].update(s["momentum"])
 
 

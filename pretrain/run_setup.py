@@ -96,7 +96,6 @@ class Run:
     optimizer: torch.optim.Optimizer
     scaler: Optional[torch.amp.GradScaler]
     schedules: Any
-    params: Dict[str, list]
     mask_generator: torch.Generator
     amp: str
     mean: tuple
@@ -174,13 +173,11 @@ def build_run(cfg: PretrainConfig, device: torch.device, dist: DistInfo) -> Run:
             call, device_ids=[device.index] if device.type == "cuda" else None)
     gen = torch.Generator(device=device)
     gen.manual_seed(cfg.run.seed * 1000 + dist.rank)
-    params = {"all": list(student.parameters()),
-              "last_layer": [p for n, p in student.named_parameters() if "last_layer" in n]}
-    log.info("student: %.1fM parameters; %d steps/epoch", sum(p.numel() for p in params["all"]) / 1e6,
-             len(loader))
+    log.info("student: %.1fM parameters; %d steps/epoch",
+             sum(p.numel() for p in student.parameters()) / 1e6, len(loader))
     return Run(cfg=cfg, device=device, world_size=dist.world_size, loader=loader, student=student,
                teacher=teacher, student_call=call, ema=ema, losses=losses, masker=masker,
                optimizer=optimizer, scaler=scaler,
-               schedules=build_schedules(cfg, len(loader), total_batch), params=params,
+               schedules=build_schedules(cfg, len(loader), total_batch),
                mask_generator=gen, amp=amp, mean=tuple(spec.mean), std=tuple(spec.std), knn=knn,
                steps_per_epoch=len(loader))

@@ -18,7 +18,7 @@ from torch import nn
 
 from pretrain.data.transforms import normalize_on_device
 from pretrain.models.teacher_student import MultiCropNetwork
-from pretrain.optim import set_schedules_
+from pretrain.optim import cancel_last_layer_grads_, clip_gradients_, set_schedules_
 
 
 @dataclass
@@ -120,8 +120,8 @@ class StudentCall(nn.Module):
 
 
 def optimizer_step(optimizer: torch.optim.Optimizer, scaler: Optional[torch.amp.GradScaler],
-                   loss: torch.Tensor, params: Dict[str, list], clip: float,
-                   sched: Dict[str, float], freeze_last_layer: bool) -> torch.Tensor:
+                   loss: torch.Tensor, student: nn.Module, clip: float,
+                   sched: Dict[str, float], step: int, freeze_steps: int) -> torch.Tensor:
     """Backward, clip, (skip if non-finite), update. Returns a 0-dim bool 'step was finite'.
 
     A non-finite loss or gradient skips the update on the device: the fused AdamW kernel reads
@@ -134,11 +134,8 @@ def optimizer_step(optimizer: torch.optim.Optimizer, scaler: Optional[torch.amp.
         scaler.unscale_(optimizer)
     else:
         loss.backward()
-    if freeze_last_layer:
-        for p in params["last_layer"]:
-            p.grad = None
-    grads = [p for p in params["all"] if p.grad is not None]
-    norm = torch.nn.utils.clip_grad_norm_(grads, clip if clip > 0 else float("inf"), foreach=True)
+    cancel_last_layer_grads_(student, step, freeze_steps)
+    norm = clip_gradients_(student, clip if clip > 0 else float("inf"))
     finite = torch.isfinite(loss.detach()) & torch.isfinite(norm)
     if scaler is not None:
         scaler.step(optimizer)  # the scaler does its own inf check (and its own sync)

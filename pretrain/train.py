@@ -132,9 +132,8 @@ def _train_step(cfg: PretrainConfig, r, state: TrainState, monitor: RunMonitor, 
     res = forward_losses(r.student_call, r.teacher, r.losses, r.masker, glob, loc,
                          sched["teacher_temp"], cfg.loss.lambda_cls, cfg.loss.lambda_patch,
                          r.mask_generator, r.autocast())
-    freeze = state.step < cfg.optim.freeze_last_layer_epochs * r.steps_per_epoch
-    finite = optimizer_step(r.optimizer, r.scaler, res.loss, r.params, cfg.optim.clip_grad,
-                            sched, freeze)
+    finite = optimizer_step(r.optimizer, r.scaler, res.loss, r.student, cfg.optim.clip_grad, sched,
+                            state.step, cfg.optim.freeze_last_layer_epochs * r.steps_per_epoch)
     r.ema.update(sched["momentum"])
     state.track_finite(finite)
     state.step += 1
