@@ -55,7 +55,7 @@ def ensure_fashion_mnist(dest_dir: str | os.PathLike, system_dir: str | os.PathL
         RuntimeError: apt-get/dpkg are unavailable or the download fails (the message says how
             to get the files by hand).
     """
-    dest = Path(dest_dir)
+    dest = Path(dest_dir).resolve()  # dpkg runs in a temporary folder: a relative DEST would land there
     extracted = dest / SYSTEM_DIR.relative_to("/")
     for folder in ([Path(system_dir)] if system_dir is not None else []) + [dest, extracted]:
         if has_fashion_mnist(folder):
