@@ -4,7 +4,7 @@ Random, block-wise (BEiT) and attention-guided (AttMask High / Low / Hint) strat
 per-crop mask ratio.
 """
 
-from pretrain.masking.attention import ATTMASK_MODES, attmask
+from pretrain.masking.attmask import ATTMASK_MODES, attmask
 from pretrain.masking.block import block_masks, default_min_area
 from pretrain.masking.masker import STRATEGIES, Masker, build_masker
 from pretrain.masking.random_mask import random_masks

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from pretrain.masking.attention import attmask
+from pretrain.masking.attmask import attmask
 from pretrain.masking.block import block_masks
 from pretrain.masking.random_mask import random_masks
 from pretrain.masking.ratios import check_grid, resolve_device, sample_mask_ratios

@@ -11,9 +11,9 @@ from pretrain.masking.ratios import check_grid, mask_counts, ranks
 def random_masks(
     ratios: Tensor, grid_hw: tuple[int, int], generator: torch.Generator | None = None
 ) -> Tensor:
-    """Mask exactly ``round(r_b * N)`` uniformly chosen patches in every row ``b``.
+    """Mask exactly ``int(r_b * N)`` (floor) uniformly chosen patches in every row ``b``.
 
-    (iBOT's "rand" prediction shape, Zhou et al., ICLR 2022.) Each row ranks i.i.d. uniform
+    (iBOT's "rand" prediction shape, Zhou et al., ICLR 2022, which also masks ``int(r * N)``.) Each row ranks i.i.d. uniform
     keys and masks the patches ranked below its own count, so rows get different counts in
     one vectorised pass on the ratios' device.
 

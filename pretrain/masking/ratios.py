@@ -55,18 +55,28 @@ def sample_mask_ratios(
     return torch.where(u[0] < prob, ratios, torch.zeros_like(ratios))
 
 
+# Counts are floors of products such as float32(0.7) * 100 = 69.9999988, which land a hair below
+# the integer the user means; floor after adding this tolerance (far below 1 / N for any real N).
+FLOOR_TOLERANCE = 1e-4
+
+
 def mask_counts(ratios: Tensor, num_patches: int) -> Tensor:
-    """``round(r * N)`` per row as int64 ``(B,)``, clamped to ``[0, N]``."""
+    """``int(r * N)`` (floor, as AttMask's and iBOT's code) per row as int64 ``(B,)``, in ``[0, N]``.
+
+    r = 0.3, N = 196 gives 58 (``round`` would give 59). The floor is taken after adding
+    :data:`FLOOR_TOLERANCE`, so float32 ratios such as 0.7 count as 70 of 100 patches.
+    """
     if ratios.ndim != 1:
         raise ValueError(f"ratios must be 1-D (B,), got shape {tuple(ratios.shape)}")
-    return torch.round(exact_dtype(ratios) * num_patches).long().clamp(0, num_patches)
+    counts = torch.floor(exact_dtype(ratios) * num_patches + FLOOR_TOLERANCE)
+    return counts.long().clamp(0, num_patches)
 
 
 def exact_dtype(ratios: Tensor) -> Tensor:
     """Ratios in float64 (float32 on MPS, which has no float64) for count arithmetic.
 
-    float32 products land on the wrong side of .5 boundaries: float32(0.9) * 35 rounds to
-    31.5 and then to 32, while the stored ratio 0.89999998 times 35 is 31.4999993 -> 31.
+    float32 products add their own rounding error on top of the ratio's: float32(0.9) * 35
+    rounds to 31.5 exactly, while the stored ratio 0.89999998 times 35 is 31.4999993.
     """
     return ratios.float() if ratios.device.type == "mps" else ratios.double()
 

@@ -20,8 +20,8 @@ def test_high_and_low_pick_top_and_bottom():
     low = attmask(_scores(3, n), ratios, "low")
     assert high[0].nonzero().flatten().tolist() == list(range(15, 20))
     assert high[1].nonzero().flatten().tolist() == list(range(10, 20))
-    assert low[0].nonzero().flatten().tolist() == list(range(0, 5))
-    assert low[1].nonzero().flatten().tolist() == list(range(0, 10))
+    assert low[0].nonzero().flatten().tolist() == list(range(5))
+    assert low[1].nonzero().flatten().tolist() == list(range(10))
     assert not high[2].any() and not low[2].any()
 
 
@@ -30,7 +30,7 @@ def test_high_follows_each_rows_own_scores():
     ratios = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5, 0.33])
     masks = attmask(scores, ratios, "high")
     for row, r in enumerate(ratios.tolist()):
-        k = round(r * 49)
+        k = int(r * 49 + 1e-4)  # floor, as AttMask's code (round() before issue 11)
         assert masks[row].sum() == k
         assert set(masks[row].nonzero().flatten().tolist()) == set(scores[row].topk(k).indices.tolist())
 
@@ -48,7 +48,7 @@ def test_hint_reveals_exact_count_from_top_pool(n):
         assert not (masks[row] & ~high[row]).any()  # hint only unmasks
         assert revealed.sum() == n_show
         assert not (revealed & ~pool).any()  # hints come from the top pool only
-        assert masks[row].sum() == round(r * n) - n_show
+        assert masks[row].sum() == int(r * n + 1e-4) - n_show  # floor (round() before issue 11)
 
 
 def test_hint_exact_integer_boundary():
@@ -81,3 +81,10 @@ def test_edge_grid_and_errors():
         attmask(torch.rand(2, 4), torch.rand(2), "middle")
     with pytest.raises(ValueError, match="scores must be"):
         attmask(torch.rand(2, 4), torch.rand(3), "high")
+
+
+def test_high_masks_floor_of_ratio_times_patches():
+    # AttMask's code: int(r * N); r = 0.3, N = 196 -> 58, the top 58 scores
+    masks = attmask(_scores(1, 196), torch.tensor([0.3]), "high")
+    assert masks.sum().item() == 58
+    assert masks[0].nonzero().flatten().tolist() == list(range(196 - 58, 196))

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from pretrain.masking import block_masks, default_min_area, mask_counts, random_masks
+from pretrain.masking.block import _candidate_blocks
 
 
 def _components(mask: torch.Tensor) -> list[list[tuple[int, int]]]:
@@ -65,10 +66,39 @@ def test_unmasked_crops_stay_empty_and_tiny_grids_work():
     masks = block_masks(ratios, (14, 14))
     assert not masks[0].any() and not masks[3].any()
     assert 0.5 * 196 < masks[2].sum() <= 196  # rectangles rarely tile the whole grid (BEiT too)
-    one = block_masks(torch.tensor([1.0, 0.0, 0.6]), (1, 1))
-    assert one.tolist() == [[True], [False], [True]]
-    row = block_masks(torch.tensor([0.5] * 8), (1, 8))  # a 1-row grid: blocks span the full height
+    # BEiT/iBOT need h < H and w < W: a 1x1 or 1-row grid gets no block at all ...
+    assert not block_masks(torch.tensor([1.0, 0.6]), (1, 1)).any()
+    assert not block_masks(torch.tensor([0.5] * 8), (1, 8)).any()
+    # ... unless full_span=True lets a block span the whole height / width
+    one = block_masks(torch.tensor([1.0, 0.0, 0.6]), (1, 1), full_span=True)
+    assert one.tolist() == [[True], [False], [False]]  # int(0.6 * 1) = 0
+    row = block_masks(torch.tensor([0.5] * 8), (1, 8), full_span=True)
     assert (row.sum(1) == 4).all()
+
+
+@pytest.mark.parametrize("grid", [(14, 14), (4, 4), (3, 7)])
+def test_blocks_stay_strictly_inside_the_grid_extent(grid):
+    # iBOT's loader.py / BEiT's masking_generator.py: `if w < W and h < H`. Draw many candidate
+    # blocks with a large remaining area so that many of them would span a whole side.
+    height, width = grid
+    remaining = torch.full((400,), float(height * width))
+    log_aspect = (math.log(0.3), math.log(1 / 0.3))
+    gen = torch.Generator().manual_seed(0)
+    for full_span in (False, True):
+        blocks = _candidate_blocks(remaining, grid, 1, log_aspect, 10, gen, full_span).flatten(0, 1)
+        blocks = blocks[blocks.flatten(1).any(1)]
+        tall = blocks.any(dim=2).sum(1)  # rows touched: the block height
+        wide = blocks.any(dim=1).sum(1)
+        assert len(blocks) > 1000
+        if full_span:
+            assert (tall == height).any() and (wide == width).any()
+        else:
+            assert tall.max() == height - 1 and wide.max() == width - 1
+    # whole masks with one block each (max_blocks=1): that rectangle never spans a whole side
+    ratios = torch.rand(300, generator=gen) * 0.8 + 0.1
+    masks = block_masks(ratios, grid, generator=gen, max_blocks=1).view(-1, height, width)
+    assert masks.flatten(1).any(1).sum() > 150
+    assert masks.any(dim=2).sum(1).max() < height and masks.any(dim=1).sum(1).max() < width
 
 
 def test_blocks_are_rectangles():
@@ -108,18 +138,19 @@ def test_bad_arguments():
         block_masks(torch.rand(2), (4, 4), aspect_range=(2.0, 1.0))
 
 
-def _sequential_beit(height: int, width: int, target: int, rng) -> torch.Tensor:
-    """Image-by-image BEiT/iBOT block loop (python random), as described in the module docstring."""
+def _sequential_beit(height: int, width: int, high: float, rng) -> torch.Tensor:
+    """Image-by-image iBOT block loop (python random, float target ``high = r * N``), as iBOT's
+    ``ImageFolderMask.__getitem__`` restated."""
     mask = torch.zeros(height, width, dtype=torch.bool)
     low = default_min_area((height, width))
     count = 0
-    while count < target:
-        remaining, added = target - count, 0
+    while count < high:
+        remaining, added = high - count, 0
         for _ in range(10):
             area = rng.uniform(low, remaining)
             aspect = math.exp(rng.uniform(math.log(0.3), math.log(1 / 0.3)))
             h, w = round(math.sqrt(area * aspect)), round(math.sqrt(area / aspect))
-            if 1 <= h <= height and 1 <= w <= width:
+            if w < width and h < height:
                 top, left = rng.randint(0, height - h), rng.randint(0, width - w)
                 new = h * w - int(mask[top:top + h, left:left + w].sum())
                 if 0 < new <= remaining:
@@ -137,7 +168,8 @@ def test_same_statistics_as_sequential_reference():
     ratios = torch.rand(400, generator=torch.Generator().manual_seed(3)) * 0.4 + 0.1
     target = mask_counts(ratios, 196)
     ours = block_masks(ratios, (14, 14), generator=torch.Generator().manual_seed(4)).view(-1, 14, 14)
-    ref = torch.stack([_sequential_beit(14, 14, int(t), rng) for t in target])
+    ref = torch.stack([_sequential_beit(14, 14, float(r) * 196, rng) for r in ratios.double()])
+    assert (ref.flatten(1).sum(1) <= target).all()  # the float bound r * N is floor(r * N) here
     short_ours = (target - ours.flatten(1).sum(1)).float().mean()
     short_ref = (target - ref.flatten(1).sum(1)).float().mean()
     assert abs(short_ours - short_ref) < 0.5  # both about 0.7 patches short on average

@@ -21,7 +21,7 @@ def test_every_strategy_gives_bool_masks_with_unmasked_crops(strategy):
     else:
         empty = (counts == 0).float().mean()
         assert 0.3 < empty < 0.7  # about half the crops unmasked
-        assert counts.max() <= round(0.5 * 35)
+        assert counts.max() <= int(0.5 * 35)
 
 
 def test_attmask_strategy_uses_scores():

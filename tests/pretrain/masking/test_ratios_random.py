@@ -39,7 +39,8 @@ def test_random_masks_exact_count_per_row(grid):
     ratios = torch.tensor([0.0, 0.1, 0.25, 0.5, 0.37, 1.0, 0.0, 0.9])
     masks = random_masks(ratios, grid, generator=torch.Generator().manual_seed(1))
     assert masks.shape == (8, n) and masks.dtype == torch.bool
-    expected = [round(float(r) * n) for r in ratios.tolist()]
+    # int(r * N) (floor) as AttMask's / iBOT's code; round() before issue 11
+    expected = [int(float(r) * n + 1e-4) for r in ratios.tolist()]
     assert masks.sum(1).tolist() == expected
     assert mask_counts(ratios, n).tolist() == expected
     assert not masks[0].any() and not masks[6].any()  # unmasked crops
@@ -53,3 +54,12 @@ def test_random_masks_deterministic_and_uniform():
     assert torch.equal(a, b) and not torch.equal(a, c)
     freq = a.float().mean(0)  # every patch masked with probability 4/16
     assert (freq - 0.25).abs().max() < 0.04
+
+
+def test_counts_are_floors_as_the_references():
+    # AttMask / iBOT: int(r * N). r = 0.3, N = 196: 58.8 -> 58 (round() gave 59)
+    assert mask_counts(torch.tensor([0.3]), 196).tolist() == [58]
+    assert random_masks(torch.tensor([0.3]), (14, 14)).sum().item() == 58
+    # float32(0.7) * 100 = 69.9999988: the tolerance keeps the intended 70; 0.5 * 35 = 17.5 -> 17
+    assert mask_counts(torch.tensor([0.7, 0.5, 0.0, 1.0]), 100).tolist() == [70, 50, 0, 100]
+    assert mask_counts(torch.tensor([0.5, 0.99]), 35).tolist() == [17, 34]

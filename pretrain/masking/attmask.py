@@ -12,13 +12,9 @@ import math
 import torch
 from torch import Tensor
 
-from pretrain.masking.ratios import exact_dtype, mask_counts, ranks
+from pretrain.masking.ratios import FLOOR_TOLERANCE, exact_dtype, mask_counts, ranks
 
 ATTMASK_MODES = ("high", "low", "hint")
-
-# Hint counts are floor(show_max * r * N); products such as 0.1 * float32(0.7) * 100 land a hair
-# below the integer the user means, so floor after adding a small tolerance.
-_FLOOR_TOLERANCE = 1e-4
 
 
 def attmask(
@@ -28,7 +24,7 @@ def attmask(
     show_max: float = 0.1,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """Mask patches by attention score, a per-row number ``round(r_b * N)`` of them.
+    """Mask patches by attention score, a per-row number ``int(r_b * N)`` (floor) of them.
 
     - ``"high"``: mask the most attended patches (AttMask-High).
     - ``"low"``: mask the least attended patches (AttMask-Low).
@@ -36,7 +32,8 @@ def attmask(
       score, unmask ``int(show_max * r_b * N)`` of them chosen uniformly at random
       (both floors taken with a 1e-4 tolerance so 0.1 * 0.7 * 100 counts as 7)
       (AttMask-Hint). All of those are masked (for ``r_b >= show_max``), so the final count is
-      exactly ``round(r_b * N) - int(show_max * r_b * N)``.
+      exactly ``int(r_b * N) - int(show_max * r_b * N)``. The counts are floors, as in
+      AttMask's code (``int(r * N)``); see :func:`~pretrain.masking.ratios.mask_counts`.
 
     Everything is sort/rank based and vectorised over rows; no host synchronisation.
 
@@ -71,8 +68,8 @@ def _hints(
 ) -> Tensor:
     """``(B, N)`` bool: the patches AttMask-Hint reveals again (see :func:`attmask`)."""
     num_patches = score_rank.shape[1]
-    pool = masks & (score_rank < math.floor(show_max * num_patches + _FLOOR_TOLERANCE))
-    n_show = torch.floor(show_max * exact_dtype(ratios) * num_patches + _FLOOR_TOLERANCE).long()
+    pool = masks & (score_rank < math.floor(show_max * num_patches + FLOOR_TOLERANCE))
+    n_show = torch.floor(show_max * exact_dtype(ratios) * num_patches + FLOOR_TOLERANCE).long()
     keys = torch.rand(score_rank.shape, generator=generator, device=score_rank.device)
     keys = torch.where(pool, keys, torch.full_like(keys, 2.0))  # outside the pool: ranked last
     return pool & (ranks(keys) < n_show[:, None])
