@@ -12,7 +12,7 @@ from pretrain.losses.center import check_momentum, check_temperature, ema_update
 from pretrain.losses.dino import DINOLoss
 
 
-class iBOTPatchLoss(nn.Module):  # noqa: N801 - the method's own spelling
+class iBOTPatchLoss(nn.Module):
     """Self-distillation on masked patch tokens (Zhou et al., "iBOT: Image BERT Pre-Training
     with Online Tokenizer", ICLR 2022, Eq. 2 / ``L_MIM``).
 
@@ -83,7 +83,7 @@ class iBOTPatchLoss(nn.Module):  # noqa: N801 - the method's own spelling
             )
 
 
-class iBOTLossTerms(NamedTuple):  # noqa: N801
+class iBOTLossTerms(NamedTuple):
     """The total iBOT loss and its two terms (for logging)."""
 
     total: Tensor
@@ -91,7 +91,7 @@ class iBOTLossTerms(NamedTuple):  # noqa: N801
     patch: Tensor
 
 
-class iBOTLoss(nn.Module):  # noqa: N801
+class iBOTLoss(nn.Module):
     """The iBOT objective ``lambda_cls * L_[CLS] + lambda_patch * L_MIM`` (Zhou et al., ICLR 2022).
 
     ``L_[CLS]`` is :class:`DINOLoss` over pairs of different views and ``L_MIM`` is

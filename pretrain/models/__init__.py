@@ -3,7 +3,7 @@
 ``create_model("vit_small", ...)`` builds a backbone by name; see :mod:`pretrain.models.vit`.
 """
 
-from pretrain.models.heads import DINOHead
+from pretrain.models.heads import DINOHead, iBOTHead
 from pretrain.models.registry import create_model, is_model, list_models, register_model
 from pretrain.models.vit import VisionTransformer, ViTFeatures
 from pretrain.models.weights import (
@@ -16,7 +16,18 @@ from pretrain.models.weights import (
 )
 
 __all__ = [
-    "CheckpointError", "DINOHead", "LoadReport", "VisionTransformer", "ViTFeatures", "create_model",
-    "create_model_from_checkpoint", "export_to_timm", "is_model", "list_models", "load_pretrained",
-    "register_model", "timm_kwargs",
+    "CheckpointError",
+    "DINOHead",
+    "LoadReport",
+    "ViTFeatures",
+    "VisionTransformer",
+    "create_model",
+    "create_model_from_checkpoint",
+    "export_to_timm",
+    "iBOTHead",
+    "is_model",
+    "list_models",
+    "load_pretrained",
+    "register_model",
+    "timm_kwargs",
 ]

@@ -1,5 +1,11 @@
 """Multi-head self-attention with fused SDPA, an explicit path, and cheap [CLS] attention.
 
+Which of the two paths runs is chosen per call (``attention="auto"``) by
+:func:`choose_attention_path` from the device type, dtype and sequence length only (no host
+synchronisation, no data-dependent branch), following the CPU measurements of
+``benchmarks/attention_path.py`` (``benchmarks/results/attention_path.md``); ``"fused"`` and
+``"explicit"`` force one path.
+
 Standard attention uses one fused ``qkv`` projection (timm layout, so timm / DINO / iBOT
 weights load as-is). With a manifold key (Meng et al., 2024) the key has its own weights
 (:class:`~pretrain.models.manifold_key.ManifoldKey`) and query/value share a ``qv`` projection.
@@ -15,10 +21,42 @@ from torch import nn
 
 from pretrain.models.manifold_key import MANIFOLD_KEY_VARIANTS, ManifoldKey
 
-__all__ = ["Attention", "cls_attention", "KEY_VARIANTS", "ATTENTION_MODES"]
+__all__ = [
+    "ATTENTION_MODES",
+    "ATTENTION_PATHS",
+    "KEY_VARIANTS",
+    "Attention",
+    "choose_attention_path",
+    "cls_attention",
+]
 
 KEY_VARIANTS = ("standard",) + MANIFOLD_KEY_VARIANTS
 ATTENTION_MODES = (None, "cls", "full")
+ATTENTION_PATHS = ("auto", "fused", "explicit")
+
+# CPU rule from benchmarks/results/attention_path.md (forward + backward, interleaved medians):
+# in float32 the explicit softmax path wins up to about 40 tokens (0.55x the SDPA time at T=5,
+# 0.70x at T=17), SDPA from about 50 tokens on; in bfloat16 (and float16) the explicit path wins at
+# every measured length (0.1-0.4x). Longer sequences than measured keep SDPA (no T x T buffer).
+CPU_EXPLICIT_MAX_TOKENS = {torch.float32: 40, torch.float64: 40, torch.bfloat16: 577, torch.float16: 577}
+
+
+def choose_attention_path(device_type: str, dtype: torch.dtype, seq_len: int) -> str:
+    """``"fused"`` or ``"explicit"`` for one attention call (the ``attention="auto"`` rule).
+
+    Depends on shapes, dtype and device only: no host synchronisation, no data-dependent branch.
+    CUDA (and any non-CPU device): fused SDPA (flash / memory-efficient kernels). CPU:
+    explicit for ``seq_len <= CPU_EXPLICIT_MAX_TOKENS[dtype]`` (40 tokens in float32, 577 in
+    bfloat16 / float16), fused above; see ``benchmarks/results/attention_path.md``.
+
+    Args:
+        device_type: ``x.device.type`` (``"cpu"``, ``"cuda"``, ...).
+        dtype: the query dtype.
+        seq_len: tokens T.
+    """
+    if device_type != "cpu":
+        return "fused"
+    return "explicit" if seq_len <= CPU_EXPLICIT_MAX_TOKENS.get(dtype, 40) else "fused"
 
 
 def cls_attention(q: torch.Tensor, k: torch.Tensor, scale: float) -> torch.Tensor:
@@ -48,8 +86,9 @@ class Attention(nn.Module):
         key_variant: ``standard`` or a manifold-key variant (spatialk, kua, simplek, vanillak).
         num_charts: manifold-key charts H (ignored for ``standard``).
         token_counts: sequence lengths the manifold key supports (ignored for ``standard``).
-        fused: use ``F.scaled_dot_product_attention``; False computes softmax(q k^T) v
-            explicitly (reference path for tests).
+        attention: ``"auto"`` (per call, :func:`choose_attention_path`), ``"fused"``
+            (``F.scaled_dot_product_attention``) or ``"explicit"`` (softmax(q k^T / sqrt(d)) v).
+            Both paths compute the same function (tested to float precision).
     """
 
     def __init__(
@@ -60,17 +99,19 @@ class Attention(nn.Module):
         key_variant: str = "standard",
         num_charts: int = 4,
         token_counts: Iterable[int] = (),
-        fused: bool = True,
+        attention: str = "auto",
     ) -> None:
         super().__init__()
         if dim % num_heads != 0:
             raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
         if key_variant not in KEY_VARIANTS:
             raise ValueError(f"unknown key_variant {key_variant!r}; choose one of {KEY_VARIANTS}")
+        if attention not in ATTENTION_PATHS:
+            raise ValueError(f"unknown attention path {attention!r}; choose one of {ATTENTION_PATHS}")
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.scale = self.head_dim**-0.5
-        self.fused = fused
+        self.attention = attention
         self.key_variant = key_variant
         if key_variant == "standard":
             self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
@@ -97,7 +138,8 @@ class Attention(nn.Module):
         Args:
             x: (B, T, D) tokens.
             return_attention: None; ``"cls"`` for the [CLS] row (B, h, T) computed from q_cls
-                and K only; ``"full"`` for the full map (B, h, T, T) (explicit path).
+                and K only (never the T x T map, whatever the path); ``"full"`` for the full map
+                (B, h, T, T) (explicit path).
 
         Returns:
             (out (B, T, D), attention or None).
@@ -105,7 +147,10 @@ class Attention(nn.Module):
         b, t, c = x.shape
         q, k, v = self._split_heads(x)
         attn = None
-        if return_attention == "full" or not self.fused:
+        path = self.attention
+        if path == "auto":
+            path = choose_attention_path(q.device.type, q.dtype, t)
+        if return_attention == "full" or path == "explicit":
             full = torch.matmul(q * self.scale, k.transpose(-2, -1)).softmax(dim=-1)
             out = torch.matmul(full, v)
             if return_attention == "full":

@@ -13,7 +13,7 @@ from torch import nn
 
 from pretrain.models.attention import Attention
 
-__all__ = ["PatchEmbed", "Mlp", "DropPath", "Block", "drop_path"]
+__all__ = ["Block", "DropPath", "Mlp", "PatchEmbed", "drop_path"]
 
 
 class PatchEmbed(nn.Module):
@@ -82,7 +82,8 @@ class Block(nn.Module):
         mlp_ratio: MLP hidden width / D.
         qkv_bias: bias on the q/k/v projection.
         drop_path: stochastic-depth probability of both residual branches.
-        key_variant, num_charts, token_counts: see :class:`~pretrain.models.attention.Attention`.
+        key_variant, num_charts, token_counts, attention: see
+            :class:`~pretrain.models.attention.Attention`.
     """
 
     def __init__(
@@ -95,10 +96,11 @@ class Block(nn.Module):
         key_variant: str = "standard",
         num_charts: int = 4,
         token_counts: Iterable[int] = (),
+        attention: str = "auto",
     ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = Attention(dim, num_heads, qkv_bias, key_variant, num_charts, token_counts)
+        self.attn = Attention(dim, num_heads, qkv_bias, key_variant, num_charts, token_counts, attention)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         self.drop_path = DropPath(drop_path)

@@ -33,7 +33,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-__all__ = ["ManifoldKey", "MANIFOLD_KEY_VARIANTS"]
+__all__ = ["MANIFOLD_KEY_VARIANTS", "ManifoldKey"]
 
 MANIFOLD_KEY_VARIANTS = ("spatialk", "kua", "simplek", "vanillak")
 
@@ -70,7 +70,7 @@ class ManifoldKey(nn.Module):
     @property
     def token_counts(self) -> list[int]:
         """Sequence lengths this module has token-mixing weights for."""
-        return sorted(int(k[1:]) for k in self.mixing.keys())
+        return sorted(int(k[1:]) for k in self.mixing)
 
     def _new_mixing(self, t: int) -> torch.Tensor:
         # Same init as nn.Conv1d's default (kaiming-uniform, a=sqrt(5)) -> U(-1/sqrt(fan_in), ..).

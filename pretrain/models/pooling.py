@@ -6,7 +6,9 @@ q = W_q GAP(X), k = W_k LN(X), v = LN(X) (no value projection), a single head,
 a = softmax(q k^T / sqrt(d)), u = a v; or, with gamma,
 u = (a (v - min v + eps)^gamma)^(1/gamma) + beta, where the min is taken per sample (the
 reference implementation takes it over the whole batch, which makes a sample's embedding
-depend on the other samples of its batch) and beta is learnable, initialised at 0.
+depend on the other samples of its batch) and beta is learnable, initialised at 0: one scalar
+(shape (1,), as the reference ``sp.py``), or one per channel (shape (D,), ``beta="channel"``,
+our layout before issue 11, kept so our older checkpoints load unchanged).
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["SimPool", "POOLINGS"]
+__all__ = ["POOLINGS", "SIMPOOL_BETAS", "SimPool"]
 
 POOLINGS = ("cls", "gap", "simpool")
+SIMPOOL_BETAS = ("scalar", "channel")
 
 
 class SimPool(nn.Module):
@@ -28,19 +31,25 @@ class SimPool(nn.Module):
             None for plain attention pooling.
         qkv_bias: bias on W_q and W_k (the reference has none).
         eps: added after shifting v to be non-negative, so that pow is differentiable.
+        beta: ``"scalar"`` (shape (1,), the reference) or ``"channel"`` (shape (D,)).
     """
 
-    def __init__(self, dim: int, gamma: float | None = None, qkv_bias: bool = False, eps: float = 1e-6) -> None:
+    def __init__(
+        self, dim: int, gamma: float | None = None, qkv_bias: bool = False, eps: float = 1e-6, beta: str = "scalar"
+    ) -> None:
         super().__init__()
         if gamma is not None and gamma <= 0:
             raise ValueError(f"simpool gamma must be positive (or None), got {gamma}")
+        if beta not in SIMPOOL_BETAS:
+            raise ValueError(f"unknown simpool beta {beta!r}; choose one of {SIMPOOL_BETAS}")
         self.norm_patches = nn.LayerNorm(dim, eps=1e-6)
         self.wq = nn.Linear(dim, dim, bias=qkv_bias)
         self.wk = nn.Linear(dim, dim, bias=qkv_bias)
         self.gamma = gamma
         self.eps = eps
         self.scale = dim**-0.5
-        self.beta = nn.Parameter(torch.zeros(dim)) if gamma is not None else None
+        self.beta_mode = beta
+        self.beta = nn.Parameter(torch.zeros(dim if beta == "channel" else 1)) if gamma is not None else None
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Pool patch tokens.

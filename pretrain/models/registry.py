@@ -1,7 +1,8 @@
 """Name -> constructor registry for backbones (timm style).
 
 Constructors are plain typed functions; ``create_model`` records the name and the keyword
-arguments on the model (``model.model_name``, ``model.model_kwargs``) so a checkpoint can
+arguments on the model (``model.model_name``, ``model.model_kwargs``, plus the model's
+``numeric_options`` such as ``pos_embed_interp`` even at their defaults) so a checkpoint can
 rebuild the architecture.
 """
 
@@ -13,7 +14,7 @@ from typing import TypeVar
 
 from torch import nn
 
-__all__ = ["register_model", "create_model", "list_models", "is_model"]
+__all__ = ["create_model", "is_model", "list_models", "register_model"]
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 F = TypeVar("F", bound=Callable[..., nn.Module])
@@ -56,5 +57,7 @@ def create_model(name: str, **kwargs) -> nn.Module:
         raise ValueError(f"unknown model {name!r}; registered models: {', '.join(list_models())}")
     model = _MODELS[name](**kwargs)
     model.model_name = name
-    model.model_kwargs = dict(kwargs)
+    # options that change a model's numbers are recorded even when left at their defaults, so a
+    # checkpoint rebuilds the same function after a default changes (see VisionTransformer)
+    model.model_kwargs = {**dict(getattr(model, "numeric_options", {})), **kwargs}
     return model

@@ -2,7 +2,8 @@
 
 Options: [CLS] / GAP / SimPool pooling, learned or fixed 2D sin-cos position embeddings,
 register tokens (Darcet et al., 2024), an iBOT mask token, manifold keys (Meng et al., 2024),
-and any patch and input size (learned position tables are resampled bicubically).
+and any patch and input size (learned position tables are resampled bicubically, by default
+exactly as DINO / iBOT do: ``pos_embed_interp="dino"``).
 Token order: [CLS] (absent with SimPool), registers, patches. Registers get no position
 embedding (as in DINOv2), so the table is (1, [1 +] N, D).
 """
@@ -15,13 +16,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from pretrain.models.attention import ATTENTION_MODES, KEY_VARIANTS
+from pretrain.models.attention import ATTENTION_MODES, ATTENTION_PATHS, KEY_VARIANTS
 from pretrain.models.layers import Block, PatchEmbed
-from pretrain.models.pooling import POOLINGS, SimPool
-from pretrain.models.pos_embed import resample_pos_embed, sincos_2d
+from pretrain.models.pooling import POOLINGS, SIMPOOL_BETAS, SimPool
+from pretrain.models.pos_embed import POS_EMBED_INTERP, resample_pos_embed, sincos_2d
 from pretrain.models.registry import register_model
 
-__all__ = ["VisionTransformer", "ViTFeatures", "vit_pico", "vit_tiny", "vit_small", "vit_base"]
+__all__ = ["ViTFeatures", "VisionTransformer", "vit_base", "vit_pico", "vit_small", "vit_tiny"]
 
 ImgSize = int | Sequence[int]
 
@@ -73,6 +74,15 @@ class VisionTransformer(nn.Module):
         simpool_gamma: SimPool exponent (None: plain attention pooling).
         extra_img_sizes: further input sizes a manifold key must support (e.g. 96 local crops).
         masked_im_modeling: create the learned iBOT ``mask_token``.
+        attention: attention path of every block: ``"auto"`` (per call, from device, dtype and
+            sequence length), ``"fused"`` (SDPA) or ``"explicit"``; see
+            :func:`~pretrain.models.attention.choose_attention_path`.
+        pos_embed_interp: how a learned table is resampled to another grid: ``"dino"`` (DINO /
+            iBOT's ``interpolate_pos_encoding``, scale factor (g + 0.1) / g0; the default, so
+            their checkpoints give their numbers at any input size) or ``"exact"`` (resize to
+            exactly g x g; our behaviour before issue 11, which our older checkpoints keep).
+        simpool_beta: SimPool's beta: ``"scalar"`` (one value, as the reference) or
+            ``"channel"`` (one per channel, our older checkpoints).
     """
 
     def __init__(
@@ -94,15 +104,23 @@ class VisionTransformer(nn.Module):
         simpool_gamma: float | None = None,
         extra_img_sizes: Iterable[ImgSize] = (),
         masked_im_modeling: bool = False,
+        attention: str = "auto",
+        pos_embed_interp: str = "dino",
+        simpool_beta: str = "scalar",
     ) -> None:
         super().__init__()
         for arg, val, ok in (("pooling", pooling, POOLINGS), ("pos_embed", pos_embed, ("learned", "sincos")),
-                             ("key_variant", key_variant, KEY_VARIANTS)):
+                             ("key_variant", key_variant, KEY_VARIANTS), ("attention", attention, ATTENTION_PATHS),
+                             ("pos_embed_interp", pos_embed_interp, POS_EMBED_INTERP),
+                             ("simpool_beta", simpool_beta, SIMPOOL_BETAS)):
             if val not in ok:
                 raise ValueError(f"unknown {arg} {val!r}; choose one of {ok}")
         self.embed_dim, self.num_heads, self.patch_size, self.depth = embed_dim, num_heads, patch_size, depth
         self.mlp_ratio, self.qkv_bias, self.img_hw = mlp_ratio, qkv_bias, _pair(img_size)
         self.pooling, self.pos_embed_type, self.key_variant = pooling, pos_embed, key_variant
+        self.pos_embed_interp = pos_embed_interp
+        # recorded by create_model even at their defaults: they change the model's outputs
+        self.numeric_options = {"pos_embed_interp": pos_embed_interp, "simpool_beta": simpool_beta}
         self.num_cls = 0 if pooling == "simpool" else 1
         self.num_registers = num_registers
         self.num_prefix_tokens = self.num_cls + num_registers
@@ -122,12 +140,20 @@ class VisionTransformer(nn.Module):
         counts = sorted({self.num_prefix_tokens + h * w for h, w in grids})
         self.blocks = nn.ModuleList(
             Block(embed_dim, num_heads, mlp_ratio, qkv_bias, drop_path_rate * i / max(depth - 1, 1),
-                  key_variant, num_charts, counts)
+                  key_variant, num_charts, counts, attention)
             for i in range(depth)
         )
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
-        self.simpool = SimPool(embed_dim, simpool_gamma) if pooling == "simpool" else None
+        self.simpool = SimPool(embed_dim, simpool_gamma, beta=simpool_beta) if pooling == "simpool" else None
         self._init_weights()
+        self._register_load_state_dict_pre_hook(self._rename_reference_keys)
+
+    @staticmethod
+    def _rename_reference_keys(state_dict: dict, prefix: str, *args) -> None:
+        # iBOT names the mask token `masked_embed` (same (1, D) shape)
+        old, new = prefix + "masked_embed", prefix + "mask_token"
+        if old in state_dict and new not in state_dict:
+            state_dict[new] = state_dict.pop(old)
 
     def _init_weights(self) -> None:
         for m in self.modules():
@@ -150,9 +176,12 @@ class VisionTransformer(nn.Module):
             raise ValueError(f"input size {h}x{w} is not divisible by the patch size {p}; resize or crop it")
         return h // p, w // p
 
-    def no_weight_decay(self) -> set[str]:
-        """Parameter names that should not get weight decay."""
-        return {"pos_embed", "cls_token", "reg_token", "mask_token"}
+    def set_attention(self, attention: str) -> None:
+        """Switch every block's attention path (``"auto"``, ``"fused"`` or ``"explicit"``)."""
+        if attention not in ATTENTION_PATHS:
+            raise ValueError(f"unknown attention path {attention!r}; choose one of {ATTENTION_PATHS}")
+        for blk in self.blocks:
+            blk.attn.attention = attention
 
     def add_img_size(self, img_size: ImgSize) -> None:
         """Let a manifold-key model accept another input size (fresh token-mixing weights)."""
@@ -166,7 +195,7 @@ class VisionTransformer(nn.Module):
             return self.pos_embed
         if self.pos_embed_type == "sincos":
             return sincos_2d(self.embed_dim, grid, self.num_cls, device=device)
-        return resample_pos_embed(self.pos_embed, self.num_cls, self.grid_hw, grid)
+        return resample_pos_embed(self.pos_embed, self.num_cls, self.grid_hw, grid, self.pos_embed_interp)
 
     def prepare_tokens(self, x: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
         """Images (B, C, H, W) -> tokens (B, T, D) with position embeddings, T = P + N."""

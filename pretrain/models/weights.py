@@ -26,8 +26,15 @@ from pretrain.models.vit import VisionTransformer
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LoadReport", "CheckpointError", "read_checkpoint", "load_pretrained",
-           "create_model_from_checkpoint", "export_to_timm", "timm_kwargs"]
+__all__ = [
+    "CheckpointError",
+    "LoadReport",
+    "create_model_from_checkpoint",
+    "export_to_timm",
+    "load_pretrained",
+    "read_checkpoint",
+    "timm_kwargs",
+]
 
 _PREFIXES = ("module.", "_orig_mod.", "backbone.", "encoder.")
 _HEAD_PREFIXES = ("head.", "patch_head.", "head_drop.")
@@ -131,9 +138,10 @@ def _strip(key: str) -> str:
 def _adapt_pos_embed(src: torch.Tensor, model: VisionTransformer, notes: list[str]) -> torch.Tensor:
     """Map a source table (1, P' + g'*g', D) to the model's (1, num_cls + h*w, D)."""
     p_src, grid_src = infer_prefix_and_grid(src.shape[1], prefer_prefix=model.num_cls)
-    patches = resample_patch_pos_embed(src[:, p_src:], grid_src, model.grid_hw)
+    patches = resample_patch_pos_embed(src[:, p_src:], grid_src, model.grid_hw, model.pos_embed_interp)
     if grid_src != model.grid_hw:
-        notes.append(f"pos_embed resampled (bicubic) from grid {grid_src} to {model.grid_hw}")
+        notes.append(f"pos_embed resampled (bicubic, {model.pos_embed_interp!r}) from grid {grid_src} "
+                     f"to {model.grid_hw}")
     if model.num_cls == 0:
         if p_src:
             notes.append(f"pos_embed: dropped {p_src} prefix row(s) (model has no [CLS] token)")
@@ -161,8 +169,11 @@ def load_pretrained(
     """
     source = path_or_state_dict if isinstance(path_or_state_dict, Mapping) else read_checkpoint(path_or_state_dict)
     src = _select_state_dict(source, which)
-    target = model.state_dict()
     report = LoadReport()
+    recorded = _recorded_kwargs(source)
+    if recorded is not None:
+        _match_recorded_options(model, recorded, src, report.notes)
+    target = model.state_dict()
     selected: dict[str, torch.Tensor] = {}
     for raw_key, value in src.items():
         key = _strip(raw_key)
@@ -181,6 +192,10 @@ def load_pretrained(
             value = _adapt_pos_embed(value, model, report.notes)
         if key == "mask_token" and value.numel() == target[key].numel():
             value = value.reshape(target[key].shape)
+        if key == "simpool.beta" and value.shape == (1,) and target[key].ndim == 1:
+            value = value.expand(target[key].shape)  # a scalar beta into a per-channel one: same function
+            if target[key].numel() > 1:
+                report.notes.append("simpool.beta: scalar broadcast to the model's per-channel beta")
         if value.shape != target[key].shape:
             report.mismatched.append((raw_key, tuple(value.shape), tuple(target[key].shape)))
             continue
@@ -190,6 +205,55 @@ def load_pretrained(
     report.missing = [k for k in target if k not in selected]
     _log_report(report, which)
     return report
+
+
+def _recorded_kwargs(source: Any) -> dict[str, Any] | None:
+    """The model kwargs one of our checkpoints records, or None for any other source."""
+    if not (isinstance(source, Mapping) and str(source.get("format", "")).startswith("attmask-ssl/")):
+        return None
+    arch = source.get("model")
+    return dict(arch.get("kwargs") or {}) if isinstance(arch, Mapping) else None
+
+
+def _old_checkpoint_options(kwargs: Mapping[str, Any], src: Mapping[str, torch.Tensor]) -> dict[str, str]:
+    """Options that our checkpoints written before issue 11 imply but do not record.
+
+    They resampled position tables to exactly g x g (``pos_embed_interp="exact"``) and had a
+    per-channel SimPool beta (``simpool_beta="channel"``, recognised by its (D,) shape).
+    """
+    implied = {}
+    if "pos_embed_interp" not in kwargs:
+        implied["pos_embed_interp"] = "exact"
+    if "simpool_beta" not in kwargs:
+        beta = next((v for k, v in src.items() if _strip(k) == "simpool.beta"), None)
+        if beta is not None and beta.ndim == 1 and beta.numel() > 1:
+            implied["simpool_beta"] = "channel"
+    return implied
+
+
+def _match_recorded_options(model: VisionTransformer, kwargs: Mapping[str, Any],
+                            src: Mapping[str, torch.Tensor], notes: list[str]) -> None:
+    """Give ``model`` the resampling mode and SimPool beta layout the checkpoint was trained with."""
+    options = {**{k: kwargs[k] for k in ("pos_embed_interp", "simpool_beta") if k in kwargs},
+               **_old_checkpoint_options(kwargs, src)}
+    mode = options.get("pos_embed_interp")
+    if mode is not None and mode != model.pos_embed_interp:
+        model.pos_embed_interp = mode
+        _record_option(model, "pos_embed_interp", mode)
+        notes.append(f"pos_embed_interp set to {mode!r} as the checkpoint was trained with it")
+    pool = model.simpool
+    if options.get("simpool_beta") == "channel" and pool is not None and pool.beta is not None \
+            and pool.beta.numel() == 1:
+        pool.beta = torch.nn.Parameter(pool.beta.detach().expand(model.embed_dim).clone())
+        pool.beta_mode = "channel"
+        _record_option(model, "simpool_beta", "channel")
+        notes.append("simpool_beta set to 'channel': the checkpoint has a per-channel beta (before issue 11)")
+
+
+def _record_option(model: VisionTransformer, key: str, value: str) -> None:
+    for record in (getattr(model, "numeric_options", None), getattr(model, "model_kwargs", None)):
+        if isinstance(record, dict):
+            record[key] = value
 
 
 def _log_report(report: LoadReport, which: str) -> None:
@@ -207,6 +271,10 @@ def _log_report(report: LoadReport, which: str) -> None:
 def create_model_from_checkpoint(path: str | Path, which: str = "teacher") -> tuple[VisionTransformer, LoadReport]:
     """Rebuild the backbone recorded in one of our checkpoints and load its weights.
 
+    Checkpoints written before issue 11 record no ``pos_embed_interp`` / ``simpool_beta``: they
+    are rebuilt with ``"exact"`` and, if their SimPool beta has shape (D,), ``"channel"``, so
+    their outputs do not change.
+
     Raises:
         CheckpointError: if the file has no ``"model": {"name", "kwargs"}`` entry.
     """
@@ -217,20 +285,23 @@ def create_model_from_checkpoint(path: str | Path, which: str = "teacher") -> tu
             f"{path} records no architecture (no 'model': {{'name', 'kwargs'}} entry, so not an attmask-ssl "
             "checkpoint); build the model with create_model(...) and call load_pretrained(model, path)"
         )
-    model = create_model(arch["name"], **dict(arch.get("kwargs") or {}))
+    kwargs = dict(arch.get("kwargs") or {})
+    # checkpoints written before issue 11 do not record these; they keep their old behaviour
+    kwargs.update(_old_checkpoint_options(kwargs, _select_state_dict(ckpt, which)))
+    model = create_model(arch["name"], **kwargs)
     return model, load_pretrained(model, ckpt, which)
 
 
 def timm_kwargs(model: VisionTransformer) -> dict[str, Any]:
     """Keyword arguments for ``timm.models.vision_transformer.VisionTransformer`` matching
     :func:`export_to_timm` (no classifier: ``num_classes=0``)."""
-    return dict(
-        img_size=model.img_hw, patch_size=model.patch_size, in_chans=model.patch_embed.proj.in_channels,
-        embed_dim=model.embed_dim, depth=model.depth, num_heads=model.num_heads, mlp_ratio=model.mlp_ratio,
-        qkv_bias=model.qkv_bias, class_token=model.num_cls == 1, reg_tokens=model.num_registers,
-        no_embed_class=False, global_pool="token" if model.pooling == "cls" else "avg", fc_norm=False,
-        num_classes=0,
-    )
+    return {
+        "img_size": model.img_hw, "patch_size": model.patch_size, "in_chans": model.patch_embed.proj.in_channels,
+        "embed_dim": model.embed_dim, "depth": model.depth, "num_heads": model.num_heads, "mlp_ratio": model.mlp_ratio,
+        "qkv_bias": model.qkv_bias, "class_token": model.num_cls == 1, "reg_tokens": model.num_registers,
+        "no_embed_class": False, "global_pool": "token" if model.pooling == "cls" else "avg", "fc_norm": False,
+        "num_classes": 0,
+    }
 
 
 def export_to_timm(model: VisionTransformer) -> dict[str, torch.Tensor]:

@@ -11,10 +11,10 @@ from pretrain.models.attention import Attention, cls_attention
 
 @pytest.mark.parametrize("key_variant", ["standard", "vanillak", "simplek"])
 def test_fused_equals_explicit(key_variant):
-    attn = Attention(64, num_heads=4, key_variant=key_variant, num_charts=2, token_counts=[10])
+    attn = Attention(64, num_heads=4, key_variant=key_variant, num_charts=2, token_counts=[10], attention="fused")
     x = torch.randn(3, 10, 64)
     fused, _ = attn(x)
-    attn.fused = False
+    attn.attention = "explicit"
     explicit, _ = attn(x)
     torch.testing.assert_close(fused, explicit, atol=1e-5, rtol=1e-5)
 
@@ -61,12 +61,12 @@ def test_model_cls_attention_is_patch_part_of_full_row_averaged_over_heads(regis
 
 
 def test_explicit_model_matches_fused_model():
-    model = create_model("vit_pico", img_size=32, patch_size=8).eval()
+    model = create_model("vit_pico", img_size=32, patch_size=8, attention="fused").eval()
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         fused = model(x)
         for blk in model.blocks:
-            blk.attn.fused = False
+            blk.attn.attention = "explicit"
         explicit = model(x)
     torch.testing.assert_close(fused, explicit, atol=1e-5, rtol=1e-5)
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pretrain.models.pos_embed import infer_prefix_and_grid, resample_pos_embed, sincos_2d
+from pretrain.models.pos_embed import (
+    infer_prefix_and_grid,
+    resample_pos_embed,
+    sincos_2d,
+)
 
 
 def test_sincos_layout():

@@ -120,7 +120,8 @@ def test_our_checkpoint_format_and_rebuild(tmp_path):
         return {**{f"backbone.{k}": v for k, v in backbone.state_dict().items()},
                 **{f"head.{k}": v for k, v in head.state_dict().items()}}
 
-    ckpt = {"format": "attmask-ssl/1", "model": {"name": "vit_pico", "kwargs": kwargs},
+    # what the trainer records: create_model adds the numeric options (pos_embed_interp, ...)
+    ckpt = {"format": "attmask-ssl/1", "model": {"name": "vit_pico", "kwargs": student.model_kwargs},
             "student": net(student), "teacher": net(teacher), "step": 7}
     path = tmp_path / "ckpt.pt"
     torch.save(ckpt, path)
