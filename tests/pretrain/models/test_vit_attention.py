@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from pretrain.models import create_model
-from pretrain.models.attention import Attention, cls_attention
+from pretrain.models.attention import Attention, choose_attention_path, cls_attention
 
 
 @pytest.mark.parametrize("key_variant", ["standard", "vanillak", "simplek"])
@@ -74,3 +76,54 @@ def test_explicit_model_matches_fused_model():
 def test_bad_heads_raise():
     with pytest.raises(ValueError, match="divisible by num_heads"):
         Attention(10, num_heads=3)
+
+
+@pytest.mark.parametrize("tokens", [5, 17, 50, 65])
+def test_fused_explicit_and_auto_agree_forward_and_gradients(tokens):
+    torch.manual_seed(0)
+    attn = Attention(64, num_heads=4)
+    x = torch.randn(2, tokens, 64)
+    outs, grads = {}, {}
+    for path in ("fused", "explicit", "auto"):
+        attn.attention = path
+        xi = x.clone().requires_grad_()
+        out, _ = attn(xi)
+        (out * torch.linspace(-1, 1, 64)).sum().backward()
+        outs[path], grads[path] = out.detach(), (xi.grad, attn.qkv.weight.grad.clone())
+        attn.zero_grad()
+    for path in ("explicit", "auto"):
+        torch.testing.assert_close(outs[path], outs["fused"], atol=1e-5, rtol=1e-5)
+        for g, ref in zip(grads[path], grads["fused"]):
+            torch.testing.assert_close(g, ref, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="attention path"):
+        Attention(64, num_heads=4, attention="flash")
+
+
+def _recorded_table() -> list[tuple[str, int, float]]:
+    """(dtype, T, explicit / fused) rows of benchmarks/results/attention_path.md."""
+    path = Path(__file__).resolve().parents[3] / "benchmarks" / "results" / "attention_path.md"
+    rows = []
+    for line in path.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 9 and cells[1] in ("float32", "bfloat16"):
+            rows.append((cells[1], int(cells[4]), float(cells[8])))
+    return rows
+
+
+def test_auto_rule_picks_the_faster_path_of_the_recorded_table():
+    rows = _recorded_table()
+    assert len(rows) >= 20
+    decided = 0
+    for dtype, tokens, ratio in rows:
+        choice = choose_attention_path("cpu", getattr(torch, dtype), tokens)
+        if ratio < 0.85:  # explicit clearly faster (15% margin: the machine is shared and noisy)
+            assert choice == "explicit", (dtype, tokens, ratio)
+            decided += 1
+        elif ratio > 1.15:
+            assert choice == "fused", (dtype, tokens, ratio)
+            decided += 1
+    assert decided >= 0.75 * len(rows)
+    assert choose_attention_path("cpu", torch.float32, 17) == "explicit"  # the demo's global crops
+    assert choose_attention_path("cpu", torch.float32, 197) == "fused"
+    assert choose_attention_path("cuda", torch.float32, 5) == "fused"  # CUDA: always SDPA
+    assert choose_attention_path("cuda", torch.bfloat16, 197) == "fused"
