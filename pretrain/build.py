@@ -217,6 +217,10 @@ def build_run(cfg: PretrainConfig, device: torch.device, dist: DistInfo) -> Run:
     if dist.world_size > 1:
         call = nn.parallel.DistributedDataParallel(
             call, device_ids=[device.index] if device.type == "cuda" else None)
+        # DDP has just broadcast rank 0's student; without this copy every other rank would keep a
+        # teacher made from its own initialisation (and a resume, loading rank 0's, would differ)
+        with torch.no_grad():
+            torch._foreach_copy_(ema.teacher, ema.student)
     gen = torch.Generator(device=device)
     gen.manual_seed(cfg.run.seed * 1000 + dist.rank)
     log.info("student: %.1fM parameters; %d steps/epoch",

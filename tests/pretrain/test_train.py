@@ -122,21 +122,41 @@ def test_dino_with_masking_is_a_config_error(tmp_path, fashion_mnist_root):
         run(tiny(tmp_path, fashion_mnist_root, "loss.method=dino", "mask.strategy=random"))
 
 
+def torchrun(out: Path, root: Path, *extra: str) -> subprocess.CompletedProcess:
+    """A 2-process gloo run of ``pretrain.train`` on the CPU (drop path and masks on)."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "pretrain.train", "model.name=vit_pico", "model.patch_size=4", "model.drop_path_rate=0.2",
+           "head.out_dim=64", "head.patch_out_dim=64", "head.hidden_dim=32", "head.bottleneck_dim=16",
+           "data.dataset=fashion_mnist", f"data.root={root}", "data.batch_size=4",
+           "data.num_workers=0", "data.global_size=16", "data.local_size=8", "data.n_local=2",
+           "mask.strategy=random", "run.device=cpu", "run.progress=false", "run.deterministic=true",
+           f"run.output_dir={out}", *extra]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
 @pytest.mark.slow
 def test_two_process_gloo_ddp(tmp_path, fashion_mnist_root):
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "pretrain.train", "model.name=vit_pico", "model.patch_size=4",
-           "head.out_dim=64", "head.patch_out_dim=64", "head.hidden_dim=32", "head.bottleneck_dim=16",
-           "data.dataset=fashion_mnist", f"data.root={fashion_mnist_root}", "data.batch_size=4",
-           "data.num_workers=0", "data.global_size=16", "data.local_size=8", "data.n_local=2",
-           "run.device=cpu", "run.progress=false", "run.max_steps=3", f"run.output_dir={out}"]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    torchrun(out, fashion_mnist_root, "run.max_steps=3")
     ckpt = final_weights(out)
     assert ckpt["step"] == 3 and ckpt["world_size"] == 2
     assert all(torch.isfinite(v.float()).all() for v in ckpt["student"].values())
+    rngs = ckpt["rng_per_rank"]
+    assert len(rngs) == 2 and not torch.equal(rngs[0]["mask"], rngs[1]["mask"])  # each rank its own
+
+
+@pytest.mark.slow
+def test_two_process_run_interrupted_and_resumed_is_the_same_run(tmp_path, fashion_mnist_root):
+    # issue 9: every rank must get its own random streams back (masks, drop path), not rank 0's
+    full, part = tmp_path / "full", tmp_path / "part"
+    torchrun(full, fashion_mnist_root, "run.max_steps=5")
+    torchrun(part, fashion_mnist_root, "run.max_steps=2")  # stopped at an arbitrary step ...
+    torchrun(part, fashion_mnist_root, "run.max_steps=5")  # ... and resumed
+    assert final_weights(part)["step"] == 5
+    assert_same_weights(final_weights(full), final_weights(part))
 
 
 def test_manifold_key_variant_trains_on_two_crop_sizes_and_reloads(tmp_path, fashion_mnist_root):
