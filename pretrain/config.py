@@ -125,7 +125,7 @@ class OptimConfig:
     freeze_last_layer_epochs: int = 1
     # reference: DINO's cosine_scheduler and per-epoch teacher temperature;
     # exact: cosine ending exactly at the final value, teacher temperature per step
-    schedule: str = choice("exact", "reference")
+    schedule: str = choice("reference", "exact")
 
 
 @dataclass
