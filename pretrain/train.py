@@ -117,7 +117,8 @@ def _train_step(r: Run, state: TrainState, monitor: RunMonitor, batch) -> None:
     monitor.accumulate({"loss": res.loss.detach(), "loss_cls": res.loss_cls,
                         "loss_patch": res.loss_patch, "masked_fraction": res.masked_fraction,
                         "attn_entropy": res.attn_entropy}, glob.shape[0] // cfg.data.n_global * r.world_size)
-    if cfg.run.image_every_steps > 0 and state.step % cfg.run.image_every_steps == 1:
+    # the picture of the step just trained, at the same step number as that step's scalars
+    if cfg.run.image_every_steps > 0 and state.step % cfg.run.image_every_steps == 0:
         monitor.image("train/crops_attention_masks",
                       attention_picture(res.images, res.scores, res.masks, r.mean, r.std), state.step)
 
@@ -162,7 +163,8 @@ def _end_of_epoch(r: Run, state: TrainState, monitor: RunMonitor) -> None:
             monitor.scalar("knn/top1", state.last_knn, state.step)
             log.info("epoch %d: online k-NN top-1 %.2f%%", state.epoch, state.last_knn)
         barrier()
-    _checkpoint(r, state)
+    if state.last_ckpt_step != state.step:  # not twice when the epoch ends on a periodic one
+        _checkpoint(r, state)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

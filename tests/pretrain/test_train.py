@@ -4,15 +4,17 @@ non-finite steps, a 2-process gloo DDP run and every masking/pooling combination
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
 from pretrain.checkpoint import list_step_checkpoints, load_checkpoint
-from pretrain.config import PretrainConfig, load_config
+from pretrain.config import ConfigError, PretrainConfig, load_config
 from pretrain.train import NonFiniteLossError, run
 
 REPO = Path(__file__).resolve().parents[2]
@@ -168,3 +170,62 @@ def test_manifold_key_variant_trains_on_two_crop_sizes_and_reloads(tmp_path, fas
     assert report.complete, report
     assert model(torch.randn(2, 3, 16, 16)).shape == (2, 128)
     assert model(torch.randn(2, 3, 8, 8)).shape == (2, 128), "local-crop token count kept"
+
+
+TINY_ARGS = ["model.name=vit_pico", "model.patch_size=4", "head.out_dim=64", "head.patch_out_dim=64",
+             "head.hidden_dim=32", "head.bottleneck_dim=16", "data.dataset=fashion_mnist", "data.batch_size=8",
+             "data.num_workers=0", "data.global_size=16", "data.local_size=8", "data.n_local=2",
+             "run.device=cpu", "run.progress=false", "run.log_every_steps=1", "run.ckpt_every_steps=1000"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR2], ids=["SIGTERM", "SIGUSR2"])
+def test_a_signal_to_plain_python_writes_a_checkpoint_and_exits_cleanly(tmp_path, fashion_mnist_root, sig):
+    # issue 10 item 5: no launcher involved, a real signal to a real process
+    out = tmp_path / "sig"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "pretrain.train", *TINY_ARGS, f"data.root={fashion_mnist_root}",
+                             f"run.output_dir={out}"], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+    lines = []
+    deadline = time.monotonic() + 300
+    for line in proc.stderr:  # wait until it trains
+        lines.append(line)
+        if " step 2/" in line or time.monotonic() > deadline:
+            break
+    proc.send_signal(sig)
+    rest = proc.communicate(timeout=300)[1]
+    log = "".join(lines) + rest
+    assert proc.returncode == 0, log[-3000:]
+    assert "stopping as requested" in log and "run the same command again to resume" in log
+    steps = [s for s, _ in list_step_checkpoints(out)]
+    assert len(steps) == 1 and steps[0] >= 2
+    assert load_checkpoint(out / "checkpoints" / f"step_{steps[0]:08d}.pt")["step"] == steps[0]
+
+
+def test_resuming_into_a_folder_of_another_model_says_which_keys_differ(tmp_path, fashion_mnist_root):
+    # issue 10 item 7: compare before touching anything (config.yaml stays the old one)
+    out = tmp_path / "run"
+    run(tiny(out, fashion_mnist_root, "run.max_steps=1"))
+    saved = (out / "config.yaml").read_text()
+    with pytest.raises(ConfigError, match=r"another model.*'vit_pico'.*head.out_dim: checkpoint 64, now 32.*"
+                                          r"model.pooling: checkpoint 'cls', now 'gap'.*run.output_dir="):
+        run(tiny(out, fashion_mnist_root, "head.out_dim=32", "head.patch_out_dim=32", "model.pooling=gap"))
+    assert (out / "config.yaml").read_text() == saved
+
+
+def test_unwritable_output_dir_is_a_config_error(tmp_path, fashion_mnist_root):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    with pytest.raises(ConfigError, match=r"run.output_dir=.*a_file/run is not writable"):
+        run(tiny(blocker / "run", fashion_mnist_root))
+
+
+@pytest.mark.slow
+def test_config_errors_from_the_command_line_are_one_line(tmp_path, fashion_mnist_root):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    for bad, message in (("data.batch_size=0", "config error: data.batch_size=0 must be > 0"),
+                         ("run.device=gpu", "config error: run.device='gpu' is not a valid value")):
+        proc = subprocess.run([sys.executable, "-m", "pretrain.train", *TINY_ARGS, bad,
+                               f"data.root={fashion_mnist_root}", f"run.output_dir={tmp_path}"],
+                              cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+        assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
