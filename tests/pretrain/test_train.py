@@ -229,3 +229,34 @@ def test_config_errors_from_the_command_line_are_one_line(tmp_path, fashion_mnis
                                f"data.root={fashion_mnist_root}", f"run.output_dir={tmp_path}"],
                               cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
         assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_small_folder_counts_skipped_images_once_per_checkpoint_and_aligned_pictures(tmp_path, caplog):
+    # 15 good PNGs + 1 broken file, batch 8: 2 steps per epoch; the epoch ends coincide with
+    # run.ckpt_every_steps=2, which must not write the same checkpoint twice
+    import numpy as np
+    from PIL import Image
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    rng = np.random.default_rng(0)
+    for i in range(16):
+        folder = tmp_path / "images" / f"class{i % 2}"
+        folder.mkdir(parents=True, exist_ok=True)
+        if i == 5:
+            (folder / "broken.png").write_bytes(b"not a png")
+        else:
+            Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    out = tmp_path / "run"
+    caplog.set_level("INFO")
+    summary = run(tiny(out, tmp_path, "data.dataset=imagefolder", f"data.root={tmp_path / 'images'}",
+                       "run.ckpt_every_steps=2", "run.image_every_steps=2", "run.log_every_steps=2"))
+    assert summary["step"] == 4 and summary["skipped_images"] == 1
+    written = [r.getMessage() for r in caplog.records if r.getMessage().startswith("checkpoint ")]
+    assert written == [f"checkpoint {out / 'checkpoints' / 'step_00000002.pt'}",
+                       f"checkpoint {out / 'checkpoints' / 'step_00000004.pt'}"]
+    events = EventAccumulator(str(out / "tensorboard"), size_guidance={"images": 0, "scalars": 0}).Reload()
+    assert [e.value for e in events.Scalars("train/skipped_images")][-1] == 1.0
+    scalar_steps = {e.step for e in events.Scalars("train/loss")}
+    image_steps = {e.step for e in events.Images("train/crops_attention_masks")}
+    assert image_steps and image_steps <= scalar_steps == {2, 4}
