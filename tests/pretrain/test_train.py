@@ -161,6 +161,22 @@ def test_two_process_run_interrupted_and_resumed_is_the_same_run(tmp_path, fashi
     assert_same_weights(final_weights(full), final_weights(part))
 
 
+@pytest.mark.slow
+def test_resume_with_another_world_size_reseeds_and_says_so(tmp_path, fashion_mnist_root, caplog):
+    out = tmp_path / "ws"
+    torchrun(out, fashion_mnist_root, "run.max_steps=2")
+    caplog.set_level("WARNING")
+    cfg = load_config(PretrainConfig, None, [
+        "model.name=vit_pico", "model.patch_size=4", "model.drop_path_rate=0.2", "head.out_dim=64",
+        "head.patch_out_dim=64", "head.hidden_dim=32", "head.bottleneck_dim=16", "data.dataset=fashion_mnist",
+        f"data.root={fashion_mnist_root}", "data.batch_size=4", "data.num_workers=0", "data.global_size=16",
+        "data.local_size=8", "data.n_local=2", "mask.strategy=random", "run.device=cpu", "run.progress=false",
+        "run.deterministic=true", f"run.output_dir={out}", "run.max_steps=3"])
+    assert run(cfg)["step"] == 3
+    assert "written by 2 process(es), this run has 1: random streams re-seeded from (run.seed, rank, step=2)" \
+        in caplog.text
+
+
 def test_manifold_key_variant_trains_on_two_crop_sizes_and_reloads(tmp_path, fashion_mnist_root):
     from pretrain.models import create_model_from_checkpoint
 
