@@ -15,8 +15,8 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -27,8 +27,8 @@ from pretrain.data.datasets import build_dataset
 from pretrain.data.fashion_mnist import ensure_fashion_mnist
 from pretrain.data.loader import build_eval_loader
 from pretrain.data.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform
-from pretrain.knn_monitor import extract
 from pretrain.models import create_model_from_checkpoint
+from pretrain.online_knn import extract
 from pretrain.train import run
 
 log = logging.getLogger("demo")
@@ -56,11 +56,11 @@ def pixel_knn(root: Path, k: int = 20) -> float:
     """The same k-NN on the raw 28x28 pixels of the same split."""
     tr = build_dataset("fashion_mnist", root, "train")
     te = build_dataset("fashion_mnist", root, "test")
-    as_x = lambda ds: torch.from_numpy(ds.images.reshape(len(ds), -1).astype(np.float32))  # noqa: E731
+    as_x = lambda ds: torch.from_numpy(ds.images.reshape(len(ds), -1).astype(np.float32))
     return top1(as_x(tr), torch.from_numpy(tr.labels), as_x(te), torch.from_numpy(te.labels), k=k)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
     overrides = list(sys.argv[1:] if argv is None else argv)

@@ -24,8 +24,8 @@ import logging
 import os
 import re
 import subprocess
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
-from typing import Mapping, MutableMapping, Optional
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ def from_submitit_local(environ: Mapping[str, str]) -> DistributedEnv:
     )
 
 
-def detect(environ: Optional[Mapping[str, str]] = None) -> Optional[DistributedEnv]:
+def detect(environ: Mapping[str, str] | None = None) -> DistributedEnv | None:
     """The distributed environment of this process, or None outside SLURM/submitit tasks."""
     environ = os.environ if environ is None else environ
     if "SLURM_PROCID" in environ and "SLURM_JOB_ID" in environ:
@@ -168,7 +168,7 @@ def detect(environ: Optional[Mapping[str, str]] = None) -> Optional[DistributedE
     return None
 
 
-def export(dist: DistributedEnv, environ: Optional[MutableMapping[str, str]] = None) -> None:
+def export(dist: DistributedEnv, environ: MutableMapping[str, str] | None = None) -> None:
     """Writes the torchrun-style variables into ``environ`` (default: this process).
 
     Also caps intra-op threads at the task's CPUs (``OMP_NUM_THREADS`` from
@@ -186,7 +186,7 @@ def export(dist: DistributedEnv, environ: Optional[MutableMapping[str, str]] = N
     )
 
 
-def restart_count(environ: Optional[Mapping[str, str]] = None) -> int:
+def restart_count(environ: Mapping[str, str] | None = None) -> int:
     """How many times SLURM has requeued this job (0 on the first start, and outside SLURM)."""
     environ = os.environ if environ is None else environ
     return int(environ.get("SLURM_RESTART_COUNT", "0") or 0)

@@ -10,7 +10,7 @@ import logging
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -38,9 +38,9 @@ class SlurmConfig:
     max_num_timeout: int = 10  # requeues on time limit (submitit)
     max_requeues: int = 20  # requeues of any cause (timeout, preemption, scontrol requeue, node failure)
     array_parallelism: int = 64  # sweep runs allowed to run at once
-    setup: List[str] = field(default_factory=list)  # shell lines before srun (module load, exports)
-    sbatch_extra: List[str] = field(default_factory=list)  # e.g. ["--mail-type=END", "--reservation=x"]
-    srun_args: List[str] = field(default_factory=list)
+    setup: list[str] = field(default_factory=list)  # shell lines before srun (module load, exports)
+    sbatch_extra: list[str] = field(default_factory=list)  # e.g. ["--mail-type=END", "--reservation=x"]
+    srun_args: list[str] = field(default_factory=list)
     eval_gpus: int = 1  # GPUs for chained evaluation jobs (one task, one node)
     eval_time_min: int = 4 * 60
 
@@ -52,7 +52,7 @@ def tasks_per_node(cfg: SlurmConfig) -> int:
     return max(1, cfg.gpus_per_node)
 
 
-def _extra_options(options: List[str]) -> dict[str, Any]:
+def _extra_options(options: list[str]) -> dict[str, Any]:
     """``["--mail-type=END", "--requeue"]`` -> ``{"mail-type": "END", "requeue": True}``."""
     out: dict[str, Any] = {}
     for opt in options:
@@ -63,7 +63,7 @@ def _extra_options(options: List[str]) -> dict[str, Any]:
     return out
 
 
-def sbatch_parameters(cfg: SlurmConfig, dependency: Optional[str] = None) -> dict[str, Any]:
+def sbatch_parameters(cfg: SlurmConfig, dependency: str | None = None) -> dict[str, Any]:
     """submitit SlurmExecutor parameters (sbatch names) for this config."""
     params: dict[str, Any] = {
         "job_name": cfg.job_name,
@@ -106,7 +106,7 @@ def eval_config(cfg: SlurmConfig) -> SlurmConfig:
     )
 
 
-def make_executor(cfg: SlurmConfig, folder: str | Path, dependency: Optional[str] = None) -> Any:
+def make_executor(cfg: SlurmConfig, folder: str | Path, dependency: str | None = None) -> Any:
     """A submitit executor for ``cfg.cluster`` with the resources of ``cfg``."""
     import submitit
 
@@ -126,8 +126,8 @@ def make_executor(cfg: SlurmConfig, folder: str | Path, dependency: Optional[str
     return submitit.DebugExecutor(folder=folder)
 
 
-def sbatch_script(cfg: SlurmConfig, folder: str | Path, dependency: Optional[str] = None,
-                  array_size: Optional[int] = None) -> str:
+def sbatch_script(cfg: SlurmConfig, folder: str | Path, dependency: str | None = None,
+                  array_size: int | None = None) -> str:
     """The sbatch script submitit would submit (for ``--dry-run``; needs no SLURM install)."""
     import sys
 

@@ -35,9 +35,10 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 from launchers import env
 from pretrain.config import load_config
@@ -103,9 +104,9 @@ class Job:
     def __init__(
         self,
         module: str,
-        config: Optional[str] = None,
+        config: str | None = None,
         overrides: Sequence[str] = (),
-        output_dir: Optional[str] = None,
+        output_dir: str | None = None,
         max_requeues: int = 10,
         grace_s: float = 60.0,
     ) -> None:
@@ -222,7 +223,7 @@ class _signal_only_in_this_process:
 
         signal.signal(self.sig, guarded)
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         if callable(self.previous):
             signal.signal(self.sig, self.previous)
 
@@ -239,17 +240,17 @@ class _Interrupts:
         self.request_checkpoint, self.rank, self.grace_s = request_checkpoint, rank, grace_s
         self.usr_sig = _preempt_signal()
         self.owner = os.getpid()
-        self.received: Optional[str] = None
+        self.received: str | None = None
         self.previous: dict[int, Any] = {}
-        self.timer: Optional[threading.Timer] = None
+        self.timer: threading.Timer | None = None
 
-    def __enter__(self) -> "_Interrupts":
+    def __enter__(self) -> _Interrupts:  # noqa: PYI034 - a private helper, never subclassed
         for sig in (self.usr_sig, signal.SIGTERM):
             self.previous[sig] = signal.getsignal(sig)
             signal.signal(sig, self._on_signal)
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self.timer is not None:
             self.timer.cancel()
         for sig, handler in self.previous.items():
@@ -268,7 +269,7 @@ class _Interrupts:
             self.timer.daemon = True
             self.timer.start()
 
-    def _submitit_handler(self) -> Optional[Callable]:
+    def _submitit_handler(self) -> Callable | None:
         handler = self.previous.get(self.usr_sig)
         return handler if callable(handler) else None
 

@@ -24,9 +24,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, List, Optional, Sequence
+from typing import Any
 
 from omegaconf import OmegaConf
 from submitit.core.utils import FailedJobError
@@ -51,7 +52,7 @@ class Submission:
     log_folder: Path
     job: Any = None  # the submitit Job (None on --dry-run)
     script: str = ""  # the sbatch script (slurm only)
-    after: List["Submission"] = field(default_factory=list)  # jobs chained after this one
+    after: list[Submission] = field(default_factory=list)  # jobs chained after this one
 
     @property
     def job_id(self) -> str:
@@ -109,7 +110,7 @@ def _eval_overrides(task: str, run_dir: Path) -> list[str]:
     return [f"checkpoint={run_dir / 'checkpoint.pt'}", f"output={run_dir / 'eval' / name}"]
 
 
-def _parse_then(items: Sequence[str]) -> list[tuple[str, Optional[str]]]:
+def _parse_then(items: Sequence[str]) -> list[tuple[str, str | None]]:
     chain = []
     for item in items:
         task, _, config = item.partition(":")
@@ -118,12 +119,12 @@ def _parse_then(items: Sequence[str]) -> list[tuple[str, Optional[str]]]:
     return chain
 
 
-def _job(module: str, config: Optional[str], overrides: Sequence[str], output_dir: Path, slurm_cfg: SlurmConfig) -> Job:
+def _job(module: str, config: str | None, overrides: Sequence[str], output_dir: Path, slurm_cfg: SlurmConfig) -> Job:
     # half the signal delay to write the checkpoint, the other half for the requeue itself
     return Job(module, config, overrides, str(output_dir), slurm_cfg.max_requeues, slurm_cfg.signal_delay_s / 2)
 
 
-def _submit_one(job: Job, slurm_cfg: SlurmConfig, folder: Path, dependency: Optional[str],
+def _submit_one(job: Job, slurm_cfg: SlurmConfig, folder: Path, dependency: str | None,
                 dry_run: bool) -> tuple[Any, str]:
     script = sbatch_script(slurm_cfg, folder, dependency) if slurm_cfg.cluster == "slurm" else ""
     if dry_run:
@@ -147,9 +148,9 @@ def _submit_array(jobs: list[Job], slurm_cfg: SlurmConfig, folder: Path, dry_run
     return submitted, script
 
 
-def submit(task: str, config: Optional[str], overrides: Sequence[str], slurm_cfg: SlurmConfig,
+def submit(task: str, config: str | None, overrides: Sequence[str], slurm_cfg: SlurmConfig,
            grid: Sequence[str] = (), then: Sequence[str] = (), dry_run: bool = False,
-           then_overrides: Optional[dict[str, list[str]]] = None) -> list[Submission]:
+           then_overrides: dict[str, list[str]] | None = None) -> list[Submission]:
     """Submits ``task`` (one job, or an array over ``grid``) and its chained evaluations.
 
     Args:
@@ -178,7 +179,7 @@ def submit(task: str, config: Optional[str], overrides: Sequence[str], slurm_cfg
     then_overrides = then_overrides or {}
     unused = set(then_overrides) - {t for t, _ in chain}
     if unused:
-        raise ConfigError(f"then.{sorted(unused)[0]}.* overrides given but no --then {sorted(unused)[0]}")
+        raise ConfigError(f"then.{min(unused)}.* overrides given but no --then {min(unused)}")
     combos = expand_grid(grid)
     runs = []
     for combo in combos:
@@ -201,7 +202,7 @@ def submit(task: str, config: Optional[str], overrides: Sequence[str], slurm_cfg
     return out
 
 
-def _submit_chain(first: Submission, chain: Sequence[tuple[str, Optional[str]]],
+def _submit_chain(first: Submission, chain: Sequence[tuple[str, str | None]],
                   then_overrides: dict[str, list[str]], slurm_cfg: SlurmConfig, dry_run: bool) -> None:
     previous = first
     for task, config in chain:
@@ -238,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point (console script ``attmask-slurm``)."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     parser = build_parser()

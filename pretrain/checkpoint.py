@@ -15,7 +15,7 @@ import os
 import random
 import re
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,8 +26,12 @@ FORMAT = "attmask-ssl/1"
 _STEP_FILE = re.compile(r"^step_(\d{8,})\.pt$")
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be used, with the path and what to do."""
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used, with the path and what to do.
+
+    The project's one checkpoint error: training checkpoints here, pretrained-weight files in
+    :mod:`pretrain.models.weights`.
+    """
 
 
 def checkpoint_dir(output_dir: str | Path) -> Path:
@@ -47,7 +51,7 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
     return path
 
 
-def load_checkpoint(path: str | Path) -> Dict[str, Any]:
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Loads one of our checkpoints (weights_only) or raises :class:`CheckpointError`."""
     path = Path(path)
     try:
@@ -60,7 +64,7 @@ def load_checkpoint(path: str | Path) -> Dict[str, Any]:
     return ckpt
 
 
-def list_step_checkpoints(output_dir: str | Path) -> List[Tuple[int, Path]]:
+def list_step_checkpoints(output_dir: str | Path) -> list[tuple[int, Path]]:
     """``(step, path)`` of every step checkpoint, oldest first."""
     folder = checkpoint_dir(output_dir)
     found = []
@@ -72,7 +76,7 @@ def list_step_checkpoints(output_dir: str | Path) -> List[Tuple[int, Path]]:
     return sorted(found)
 
 
-def latest_good_checkpoint(output_dir: str | Path) -> Optional[Tuple[Path, Dict[str, Any]]]:
+def latest_good_checkpoint(output_dir: str | Path) -> tuple[Path, dict[str, Any]] | None:
     """The newest step checkpoint that loads, skipping (and reporting) broken ones."""
     for step, path in reversed(list_step_checkpoints(output_dir)):
         try:
@@ -82,7 +86,7 @@ def latest_good_checkpoint(output_dir: str | Path) -> Optional[Tuple[Path, Dict[
     return None
 
 
-def save_step_checkpoint(state: Dict[str, Any], output_dir: str | Path, keep_last: int) -> Path:
+def save_step_checkpoint(state: dict[str, Any], output_dir: str | Path, keep_last: int) -> Path:
     """Writes ``step_<step>.pt`` atomically and deletes all but the newest ``keep_last``."""
     path = atomic_save({"format": FORMAT, **state},
                        checkpoint_dir(output_dir) / f"step_{state['step']:08d}.pt")
@@ -91,7 +95,7 @@ def save_step_checkpoint(state: Dict[str, Any], output_dir: str | Path, keep_las
     return path
 
 
-def rng_state() -> Dict[str, Any]:
+def rng_state() -> dict[str, Any]:
     """All RNG states as tensors and plain values (weights_only-loadable)."""
     np_state = np.random.get_state()
     state = {
@@ -105,7 +109,7 @@ def rng_state() -> Dict[str, Any]:
     return state
 
 
-def set_rng_state(state: Dict[str, Any]) -> None:
+def set_rng_state(state: dict[str, Any]) -> None:
     """Restores what :func:`rng_state` captured."""
     torch.set_rng_state(state["torch"])
     npst = state["numpy"]

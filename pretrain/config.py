@@ -15,9 +15,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List, Optional, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
@@ -30,23 +31,34 @@ class ConfigError(ValueError):
     """A configuration problem, with a message that says what to change."""
 
 
+def choice(default: str, *others: str) -> Any:
+    """A string field that only takes ``default`` or one of ``others`` (checked at parse time).
+
+    OmegaConf cannot type a field as ``Literal``; the valid values live in the field's metadata
+    and :func:`load_config` checks every such field before anything else runs.
+    """
+    return field(default=default, metadata={"choices": (default, *others)})
+
+
 # ----------------------------------------------------------------------------- pretraining
 
 
 @dataclass
 class ModelConfig:
-    name: str = "vit_small"
+    name: str = "vit_small"  # a registry name (pretrain.models.list_models())
     patch_size: int = 16
     embed_dim: int = 0  # 0: the registry entry's value (likewise depth, num_heads)
     depth: int = 0
     num_heads: int = 0
-    pooling: str = "cls"  # cls | gap | simpool
-    pos_embed: str = "learned"  # learned | sincos
-    key_variant: str = "standard"  # standard | spatialk | kua | simplek | vanillak
+    pooling: str = choice("cls", "gap", "simpool")
+    pos_embed: str = choice("learned", "sincos")
+    key_variant: str = choice("standard", "spatialk", "kua", "simplek", "vanillak")
     num_charts: int = 4
     num_registers: int = 0
     drop_path_rate: float = 0.1
-    simpool_gamma: Optional[float] = None
+    simpool_gamma: float | None = None
+    attention: str = choice("auto", "fused", "explicit")  # passed on once the backbone takes it
+    pos_embed_interp: str = choice("dino", "exact")  # likewise
 
 
 @dataclass
@@ -57,15 +69,17 @@ class HeadConfig:
     bottleneck_dim: int = 256
     nlayers: int = 3
     norm_last_layer: bool = True
-    shared_head: bool = True  # iBOT: one head for [CLS] and patch tokens
+    shared_head: bool = True  # iBOT: one head for [CLS] and patch tokens (needs patch_out_dim == out_dim)
 
 
 @dataclass
 class LossConfig:
-    method: str = "ibot"  # ibot | dino
+    method: str = choice("ibot", "dino")
     student_temp: float = 0.1
     warmup_teacher_temp: float = 0.04
     teacher_temp: float = 0.07
+    warmup_teacher_patch_temp: float = 0.04  # iBOT's patch-loss teacher temperature (same warm-up)
+    teacher_patch_temp: float = 0.07
     warmup_teacher_temp_epochs: int = 30
     center_momentum: float = 0.9
     lambda_cls: float = 1.0
@@ -74,7 +88,7 @@ class LossConfig:
 
 @dataclass
 class MaskConfig:
-    strategy: str = "attmask_high"  # none | random | block | attmask_high | attmask_hint | attmask_low
+    strategy: str = choice("attmask_high", "none", "random", "block", "attmask_hint", "attmask_low")
     prob: float = 0.5
     ratio_min: float = 0.1
     ratio_max: float = 0.5
@@ -83,17 +97,19 @@ class MaskConfig:
 
 @dataclass
 class DataConfig:
-    dataset: str = "imagefolder"  # imagefolder | fashion_mnist
+    dataset: str = choice("imagefolder", "fashion_mnist")
     root: str = "data/imagenet/train"
-    loader: str = "torchvision"  # torchvision | ffcv
+    loader: str = choice("torchvision", "ffcv", "batched")
     ffcv_path: str = ""
+    colour_on_device: bool = False  # FFCV only: colour jitter/grey/blur/solarize on the training device
     batch_size: int = 64  # per process
     num_workers: int = 8
     global_size: int = 224
     local_size: int = 96
+    n_global: int = 2
     n_local: int = 10
-    global_scale: List[float] = field(default_factory=lambda: [0.25, 1.0])
-    local_scale: List[float] = field(default_factory=lambda: [0.05, 0.25])
+    global_scale: list[float] = field(default_factory=lambda: [0.25, 1.0])
+    local_scale: list[float] = field(default_factory=lambda: [0.05, 0.25])
 
 
 @dataclass
@@ -107,12 +123,15 @@ class OptimConfig:
     momentum_teacher: float = 0.996
     clip_grad: float = 3.0
     freeze_last_layer_epochs: int = 1
+    # reference: DINO's cosine_scheduler and per-epoch teacher temperature;
+    # exact: cosine ending exactly at the final value, teacher temperature per step
+    schedule: str = choice("reference", "exact")
 
 
 @dataclass
 class KnnMonitorConfig:
     every_epochs: int = 0  # 0 disables the online k-NN check
-    dataset: str = "fashion_mnist"
+    dataset: str = choice("fashion_mnist", "imagefolder")
     root: str = ""
     train_split: str = "train"
     test_split: str = "test"
@@ -127,8 +146,8 @@ class KnnMonitorConfig:
 class RunConfig:
     output_dir: str = "runs/default"
     seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda
-    amp: str = "auto"  # auto | bf16 | fp16 | none  (auto: bf16 on CUDA, none on CPU)
+    device: str = choice("auto", "cpu", "cuda")
+    amp: str = choice("auto", "bf16", "fp16", "none")  # auto: bf16 on CUDA, none on CPU
     compile: bool = False
     deterministic: bool = False
     max_steps: int = 0  # > 0 stops early (tests, demos); schedules still span all epochs
@@ -152,10 +171,79 @@ class PretrainConfig:
     run: RunConfig = field(default_factory=RunConfig)
 
 
+def check_pretrain(cfg: PretrainConfig) -> None:
+    """Cross-field checks of a pretraining config (run by :func:`load_config`)."""
+    from pretrain.models import is_model, list_models  # the registry (lazy: configs load without torch set-up)
+
+    d, m, h = cfg.data, cfg.model, cfg.head
+    if not is_model(m.name):
+        close = difflib.get_close_matches(m.name, list_models(), n=3, cutoff=0.6)
+        hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
+        raise ConfigError(f"model.name={m.name!r} is not a registered model: {hint}"
+                          f"choose one of {', '.join(list_models())}")
+    positive = {"data.batch_size": d.batch_size, "data.global_size": d.global_size,
+                "data.n_global": d.n_global, "model.patch_size": m.patch_size, "optim.epochs": cfg.optim.epochs,
+                "run.ckpt_every_steps": cfg.run.ckpt_every_steps, "run.log_every_steps": cfg.run.log_every_steps}
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{key}={value} must be > 0")
+    if d.n_local < 0 or d.num_workers < 0:
+        raise ConfigError("data.n_local and data.num_workers must be >= 0")
+    if cfg.loss.method == "dino" and cfg.mask.strategy != "none":
+        raise ConfigError("loss.method=dino has no masked-token loss: set mask.strategy=none "
+                          "(or use loss.method=ibot)")
+    sizes = [("data.global_size", d.global_size)] + ([("data.local_size", d.local_size)] if d.n_local else [])
+    for name, size in sizes:
+        if size % m.patch_size:
+            raise ConfigError(f"{name}={size} is not a multiple of model.patch_size={m.patch_size}: "
+                              "change one of them")
+    if cfg.loss.method == "ibot" and h.shared_head and h.patch_out_dim != h.out_dim:
+        raise ConfigError(f"head.shared_head=true needs head.patch_out_dim == head.out_dim (got "
+                          f"{h.patch_out_dim} and {h.out_dim}): set head.shared_head=false or equal sizes")
+    if d.loader == "ffcv" and not d.ffcv_path:
+        raise ConfigError("data.loader=ffcv needs data.ffcv_path=<file.beton> (write one with attmask-write-beton)")
+    if d.colour_on_device and d.loader != "ffcv":
+        raise ConfigError("data.colour_on_device=true is the FFCV GPU colour path: use it with data.loader=ffcv")
+    if d.loader == "batched" and d.dataset != "fashion_mnist":
+        raise ConfigError("data.loader=batched keeps the whole data set in memory and supports "
+                          f"data.dataset=fashion_mnist; use data.loader=torchvision or ffcv for {d.dataset!r}")
+    if not 0 <= cfg.mask.ratio_min <= cfg.mask.ratio_max <= 1:
+        raise ConfigError(f"need 0 <= mask.ratio_min <= mask.ratio_max <= 1, got {cfg.mask.ratio_min}, "
+                          f"{cfg.mask.ratio_max}")
+
+
 # ----------------------------------------------------------------------------- machinery
 
 
-def _valid_keys(schema: Any, prefix: str = "") -> List[str]:
+_CHECKS: dict[type, Callable[[Any], None]] = {PretrainConfig: check_pretrain}
+
+
+def register_check(schema: type, check: Callable[[Any], None]) -> None:
+    """Runs ``check(cfg)`` (raising :class:`ConfigError`) whenever a ``schema`` config is loaded."""
+    _CHECKS[schema] = check
+
+
+def choices_of(schema: Any, prefix: str = "") -> dict[str, tuple[str, ...]]:
+    """``{dotted key: valid values}`` of every :func:`choice` field of a dataclass type."""
+    out: dict[str, tuple[str, ...]] = {}
+    for f in dataclasses.fields(schema):
+        if "choices" in f.metadata:
+            out[f"{prefix}{f.name}"] = f.metadata["choices"]
+        elif f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(f.default_factory()):
+            out.update(choices_of(type(f.default_factory()), f"{prefix}{f.name}."))
+    return out
+
+
+def _check_choices(schema: Any, cfg: Any) -> None:
+    for key, valid in choices_of(schema).items():
+        value = OmegaConf.select(cfg, key)
+        if value not in valid:
+            close = difflib.get_close_matches(str(value), valid, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigError(f"{key}={value!r} is not a valid value: {hint}choose one of {', '.join(valid)}")
+
+
+def _valid_keys(schema: Any, prefix: str = "") -> list[str]:
     """All dotted leaf and section keys of a dataclass type."""
     keys = []
     for f in dataclasses.fields(schema):
@@ -184,10 +272,10 @@ def _check_keys(schema: Any, keys: Sequence[str], source: str) -> None:
         )
 
 
-def _flatten(data: Any, prefix: str = "") -> List[str]:
+def _flatten(data: Any, prefix: str = "") -> list[str]:
     if not isinstance(data, dict):
         return [prefix[:-1]]
-    out: List[str] = []
+    out: list[str] = []
     for k, v in data.items():
         out.extend(_flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else [f"{prefix}{k}"])
     return out
@@ -202,9 +290,7 @@ def _merge(base: DictConfig, data: Any, source: str) -> DictConfig:
         raise ConfigError(f"bad value for config key {key!r} in {source}: {reason}") from None
 
 
-def load_config(
-    schema: type[T], config_path: Optional[str] = None, overrides: Sequence[str] = ()
-) -> T:
+def load_config(schema: type[T], config_path: str | None = None, overrides: Sequence[str] = ()) -> T:
     """Builds a config: dataclass defaults <- YAML file <- ``key=value`` overrides.
 
     Args:
@@ -216,7 +302,8 @@ def load_config(
         A typed, read-only config object (attribute access, validated types).
 
     Raises:
-        ConfigError: Missing file, unknown key (with suggestions), wrong value type.
+        ConfigError: Missing file, unknown key (with suggestions), wrong value type, a value
+            outside a field's choices (naming the valid ones), or a failed cross-field check.
     """
     cfg = OmegaConf.structured(schema)
     if config_path:
@@ -239,6 +326,9 @@ def load_config(
         for part in reversed(key.strip().split(".")):
             nested = {part: nested}
         cfg = _merge(cfg, nested, f"override {item!r}")
+    _check_choices(schema, cfg)
+    if schema in _CHECKS:
+        _CHECKS[schema](cfg)
     OmegaConf.set_readonly(cfg, True)
     return cfg  # type: ignore[return-value]
 
@@ -256,14 +346,34 @@ def save_config(cfg: Any, path: str | Path) -> Path:
     return path
 
 
-def parse_args(
-    schema: type[T], argv: Optional[Sequence[str]] = None, description: str = ""
-) -> T:
-    """Parses ``--config FILE key=value ...`` into a config of ``schema``."""
-    parser = argparse.ArgumentParser(description=description)
+def describe_keys(schema: Any) -> str:
+    """Every config key with its default (and valid values), one per line, for ``--help-config``."""
+    defaults = OmegaConf.structured(schema)
+    valid = choices_of(schema)
+    lines = []
+    for key in _valid_keys(schema):
+        value = OmegaConf.select(defaults, key)
+        if isinstance(value, DictConfig):
+            continue
+        value = OmegaConf.to_container(value) if not isinstance(value, (str, int, float, bool, type(None))) else value
+        extra = f"  (one of: {', '.join(valid[key])})" if key in valid else ""
+        lines.append(f"{key}={value!r}{extra}")
+    return "\n".join(lines)
+
+
+def parse_args(schema: type[T], argv: Sequence[str] | None = None, description: str = "") -> T:
+    """Parses ``--config FILE key=value ...`` into a config of ``schema`` (``--help-config`` lists keys)."""
+    parser = argparse.ArgumentParser(
+        description=description,
+        epilog="Any config key can be set as key=value; run with --help-config to list every key, "
+               "its default and its valid values.")
     parser.add_argument("--config", help="YAML file with overrides (see configs/)")
+    parser.add_argument("--help-config", action="store_true", help="print every config key and exit")
     parser.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. optim.lr=1e-3")
     args = parser.parse_args(argv)
+    if args.help_config:
+        print(describe_keys(schema))
+        parser.exit(0)
     try:
         return load_config(schema, args.config, args.overrides)
     except ConfigError as exc:

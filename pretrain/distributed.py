@@ -11,9 +11,12 @@ import datetime
 import logging
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
+
+from pretrain.config import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +69,16 @@ def init_distributed(device: torch.device, timeout_s: int = 1800) -> DistInfo:
 
 
 def select_device(requested: str, local_rank: int = 0) -> torch.device:
-    """Resolves ``auto``/``cpu``/``cuda`` to this process's device."""
+    """Resolves ``run.device`` (``auto``/``cpu``/``cuda``) to this process's device.
+
+    The project's one device resolution for training: ``auto`` is CUDA when visible, else the
+    CPU; ``cuda`` picks GPU ``local_rank`` (modulo the visible count) and makes it current.
+    """
     if requested == "auto":
         requested = "cuda" if torch.cuda.is_available() else "cpu"
     if requested.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise RuntimeError("run.device=cuda but no CUDA device is visible; use run.device=cpu")
+            raise ConfigError("run.device=cuda but no CUDA device is visible; use run.device=cpu or auto")
         device = torch.device("cuda", local_rank % torch.cuda.device_count())
         torch.cuda.set_device(device)
         return device
@@ -82,13 +89,13 @@ def is_dist() -> bool:
     return dist.is_available() and dist.is_initialized()
 
 
-def all_reduce_mean(t: torch.Tensor) -> torch.Tensor:
-    """Mean of ``t`` over all ranks (identity without a process group); does not sync the host."""
-    if is_dist():
-        t = t.clone()
-        dist.all_reduce(t)
-        t /= dist.get_world_size()
-    return t
+def all_gather_objects(obj: Any) -> list[Any]:
+    """``[obj of rank 0, obj of rank 1, ...]`` (``[obj]`` without a process group). Collective."""
+    if not is_dist():
+        return [obj]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
 
 
 def max_over_ranks(value: int, device: torch.device) -> int:

@@ -4,12 +4,16 @@ Recipe (Caron et al., ICCV 2021; Zhou et al., ICLR 2022): AdamW, lr ``5e-4 * bat
 linear warm-up then cosine decay to 1e-6, weight decay cosine 0.04 -> 0.4 (none on biases,
 norms and tokens), teacher momentum cosine 0.996 -> 1, teacher temperature warm-up
 0.04 -> 0.07, gradient clipping at 3.0, last head layer frozen during the first epoch.
-Schedules are per step and computed once as numpy arrays; the step indexes them on the host.
+Schedules are per step and computed once as numpy arrays; the step indexes them on the host
+(:class:`Schedules`, built by :func:`make_schedules`). The default ``reference`` schedules are
+DINO's ``cosine_scheduler`` and its per-epoch teacher temperature; ``exact`` is ours (cosine
+ending exactly at the final value, temperature per step).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,7 +22,7 @@ from torch import Tensor, nn
 
 # Parameters whose names contain one of these are embeddings/tokens: decaying them towards 0
 # only hurts (DINO/timm exclude them too), whatever their rank.
-NO_DECAY_NAME_PARTS = ("pos_embed", "cls_token", "mask_token", "reg_token", "register_tokens")
+NO_DECAY_NAME_PARTS = ("pos_embed", "cls_token", "mask_token", "reg_token")
 
 
 def _no_decay(name: str, param: Tensor) -> bool:
@@ -103,6 +107,106 @@ def teacher_temp_schedule(
     steps = np.arange(total_steps)
     frac = np.minimum(steps / max(warmup_steps, 1), 1.0) if warmup_steps else np.ones(total_steps)
     return warmup_temp + (temp - warmup_temp) * frac
+
+
+def reference_cosine_schedule(
+    base: float, final: float, epochs: int, steps_per_epoch: int, warmup_epochs: int = 0,
+    warmup_start: float = 0.0,
+) -> np.ndarray:
+    """DINO's ``cosine_scheduler`` (facebookresearch/dino ``utils.py``), value for value.
+
+    Warm-up: ``linspace(warmup_start, base, W)`` over ``W = warmup_epochs * steps_per_epoch``
+    steps (its last step is already ``base``); then, over the ``C`` remaining steps,
+    ``final + 0.5 * (base - final) * (1 + cos(pi * i / C))`` for ``i = 0 .. C - 1``, which stops
+    one step short of ``final`` (see :func:`cosine_schedule` for the variant that ends on it).
+
+    Returns:
+        ``(epochs * steps_per_epoch,)`` float64 array.
+    """
+    total, warm = epochs * steps_per_epoch, warmup_epochs * steps_per_epoch
+    if total < 0 or not 0 <= warm <= total:
+        raise ValueError(f"need 0 <= warmup_epochs <= epochs, got warmup_epochs={warmup_epochs}, epochs={epochs}")
+    warmup = np.linspace(warmup_start, base, warm) if warm > 0 else np.array([])
+    iters = np.arange(total - warm)
+    cosine = final + 0.5 * (base - final) * (1 + np.cos(np.pi * iters / max(len(iters), 1)))
+    return np.concatenate((warmup, cosine)).astype(np.float64)
+
+
+def reference_teacher_temp_schedule(
+    warmup_temp: float, temp: float, warmup_epochs: int, epochs: int, steps_per_epoch: int
+) -> np.ndarray:
+    """DINO / iBOT teacher temperature: one value per EPOCH, expanded to steps.
+
+    Per epoch: ``linspace(warmup_temp, temp, warmup_epochs)`` then ``temp``, so with a 30-epoch
+    warm-up the value reaches ``temp`` at epoch 29 (DINO's ``DINOLoss.teacher_temp_schedule``,
+    indexed by epoch). A warm-up longer than the run is cut at ``epochs``.
+
+    Returns:
+        ``(epochs * steps_per_epoch,)`` float64 array, constant within each epoch.
+    """
+    if epochs < 0 or warmup_epochs < 0:
+        raise ValueError(f"epochs must be >= 0, got warmup_epochs={warmup_epochs}, epochs={epochs}")
+    per_epoch = np.concatenate((np.linspace(warmup_temp, temp, warmup_epochs),
+                                np.ones(max(epochs - warmup_epochs, 0)) * temp))[:epochs]
+    return np.repeat(per_epoch, steps_per_epoch).astype(np.float64)
+
+
+SCHEDULE_MODES = ("reference", "exact")
+
+
+@dataclass
+class Schedules:
+    """Per-step values (host arrays: reading them never syncs the device)."""
+
+    lr: np.ndarray
+    wd: np.ndarray
+    momentum: np.ndarray
+    teacher_temp: np.ndarray
+    teacher_patch_temp: np.ndarray
+
+    def at(self, step: int) -> dict[str, float]:
+        """The values of ``step`` (the last ones past the end, e.g. with ``run.max_steps``)."""
+        i = min(step, len(self.lr) - 1)
+        return {"lr": float(self.lr[i]), "wd": float(self.wd[i]), "momentum": float(self.momentum[i]),
+                "teacher_temp": float(self.teacher_temp[i]),
+                "teacher_patch_temp": float(self.teacher_patch_temp[i])}
+
+
+def make_schedules(
+    *, epochs: int, steps_per_epoch: int, lr: float, min_lr: float, warmup_epochs: int,
+    weight_decay: float, weight_decay_end: float, momentum_teacher: float,
+    warmup_teacher_temp: float, teacher_temp: float, warmup_teacher_patch_temp: float,
+    teacher_patch_temp: float, warmup_teacher_temp_epochs: int, mode: str = "reference",
+) -> Schedules:
+    """All schedules of a run.
+
+    Args:
+        lr: peak learning rate (already scaled by the total batch).
+        mode: ``reference`` (DINO's ``cosine_scheduler``, temperatures per epoch) or ``exact``
+            (:func:`cosine_schedule` ending exactly at the final values, temperatures per step).
+        Others: as in ``pretrain.config.OptimConfig`` / ``LossConfig``.
+    """
+    total, spe = epochs * steps_per_epoch, steps_per_epoch
+    if mode == "reference":
+        def temps(warm: float, final: float) -> np.ndarray:
+            return reference_teacher_temp_schedule(warm, final, warmup_teacher_temp_epochs, epochs, spe)
+
+        return Schedules(
+            lr=reference_cosine_schedule(lr, min_lr, epochs, spe, warmup_epochs),
+            wd=reference_cosine_schedule(weight_decay, weight_decay_end, epochs, spe),
+            momentum=reference_cosine_schedule(momentum_teacher, 1.0, epochs, spe),
+            teacher_temp=temps(warmup_teacher_temp, teacher_temp),
+            teacher_patch_temp=temps(warmup_teacher_patch_temp, teacher_patch_temp))
+    if mode != "exact":
+        raise ValueError(f"schedule mode {mode!r}: choose one of {SCHEDULE_MODES}")
+    warm_temp_steps = warmup_teacher_temp_epochs * spe
+    return Schedules(
+        lr=cosine_schedule(lr, min_lr, total, warmup_steps=warmup_epochs * spe),
+        wd=cosine_schedule(weight_decay, weight_decay_end, total),
+        momentum=cosine_schedule(momentum_teacher, 1.0, total),
+        teacher_temp=teacher_temp_schedule(warmup_teacher_temp, teacher_temp, warm_temp_steps, total),
+        teacher_patch_temp=teacher_temp_schedule(warmup_teacher_patch_temp, teacher_patch_temp,
+                                                 warm_temp_steps, total))
 
 
 def set_schedules_(optimizer: torch.optim.Optimizer, lr: float, weight_decay: float) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional, Tuple
 
 import torch
 from torch import nn
@@ -32,20 +31,32 @@ class StepOutput:
     attn_entropy: torch.Tensor
     # kept for the picture log: global crops (G*B, 3, H, W), score (G*B, N), masks (G*B, N)
     images: torch.Tensor
-    scores: Optional[torch.Tensor]
-    masks: Optional[torch.Tensor]
+    scores: torch.Tensor | None
+    masks: torch.Tensor | None
 
 
-def autocast_context(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
-    """bf16/fp16 autocast on the device, or nothing."""
-    if amp == "none":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
+@dataclass
+class StepModules:
+    """What one forward step uses.
+
+    Attributes:
+        student: :class:`StudentCall` around the student network (possibly DDP-wrapped),
+            called once with all crops so DDP sees one forward per backward.
+        teacher: The EMA teacher network.
+        loss: ``iBOTLoss`` or ``DINOObjective`` (``pretrain.objective``): one call, all terms.
+        masker: Mask strategy (``pretrain.masking.Masker``), None: no masked-image modelling.
+        generator: Generator of the masks (on the training device).
+    """
+
+    student: nn.Module
+    teacher: MultiCropNetwork
+    loss: nn.Module
+    masker: object | None = None
+    generator: torch.Generator | None = None
 
 
-def to_device_crops(batch: Tuple[torch.Tensor, torch.Tensor, torch.Tensor], device: torch.device,
-                    mean: Tuple[float, ...], std: Tuple[float, ...]):
+def to_device_crops(batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor], device: torch.device,
+                    mean: tuple[float, ...], std: tuple[float, ...]) -> tuple[torch.Tensor, torch.Tensor | None]:
     """uint8 (G, B, 3, H, W) crops -> normalised float (G*B, 3, H, W) on the device."""
     glob, loc, _ = batch
     glob = normalize_on_device(glob.to(device, non_blocking=True).flatten(0, 1), mean, std)
@@ -61,43 +72,41 @@ def attention_entropy(scores: torch.Tensor) -> torch.Tensor:
     return -(p * p.clamp_min(1e-12).log()).sum(-1).mean()
 
 
-def forward_losses(student: nn.Module, teacher: MultiCropNetwork, losses: nn.ModuleDict,
-                   masker: Optional[Callable], glob: torch.Tensor, loc: Optional[torch.Tensor],
-                   teacher_temp: float, lambda_cls: float, lambda_patch: float,
-                   generator: Optional[torch.Generator], autocast: contextlib.AbstractContextManager,
-                   ) -> StepOutput:
+def forward_losses(m: StepModules, glob: torch.Tensor, loc: torch.Tensor | None, teacher_temp: float,
+                   teacher_patch_temp: float, autocast: contextlib.AbstractContextManager) -> StepOutput:
     """Computes the loss of one step (forward only; the caller does backward/update).
 
     Args:
-        student: :class:`StudentCall` around the student network (possibly DDP-wrapped),
-            called once with all crops so DDP sees one forward per backward.
-        teacher: The EMA teacher network.
-        losses: ``{"cls": DINOLoss, "patch": iBOTPatchLoss (iBOT only)}``.
-        masker: Mask strategy (None: no masked-image modelling).
+        m: The modules of the step.
         glob: (G*B, 3, H, W) normalised global crops; loc: (L*B, 3, h, w) or None.
-        teacher_temp: This step's teacher temperature.
+        teacher_temp: This step's teacher temperature of the [CLS] loss.
+        teacher_patch_temp: This step's teacher temperature of the patch loss (iBOT).
+        autocast: The AMP context (``pretrain.amp.autocast_context``).
     """
+    teacher = m.teacher
     patch_size = teacher.backbone.patch_size
     grid = (glob.shape[-2] // patch_size, glob.shape[-1] // patch_size)
-    need_scores = masker is not None and masker.needs_attention
+    need_scores = m.masker is not None and m.masker.needs_attention
     with autocast:
         with torch.no_grad():
             t_out = teacher.forward_global(glob, return_attention="cls")
         masks = None
-        if masker is not None:
-            masks = masker(glob.shape[0], grid, scores=t_out.attention if need_scores else None,
-                           generator=generator)
-        s_glob, s_loc = student(glob, loc, masks)
+        if m.masker is not None:
+            masks = m.masker(glob.shape[0], grid, scores=t_out.attention if need_scores else None,
+                             generator=m.generator)
+        s_glob, s_loc = m.student(glob, loc, masks)
     s_cls = s_glob.cls_logits if s_loc is None else torch.cat([s_glob.cls_logits, s_loc])
-    loss_cls = losses["cls"](s_cls.float(), t_out.cls_logits.float(), teacher_temp)
-    zero = loss_cls.new_zeros(())
-    loss_patch = zero
-    if "patch" in losses and masks is not None:
-        loss_patch = losses["patch"](s_glob.patch_logits.float(), t_out.patch_logits.float(),
-                                     masks, teacher_temp)
-    loss = lambda_cls * loss_cls + lambda_patch * loss_patch
+    with_patch = s_glob.patch_logits is not None
+    # no masker: the patch loss sees no masked token (it is 0; the patch centre still follows the teacher)
+    loss_masks = masks if masks is not None or not with_patch else \
+        torch.zeros(s_glob.patch_logits.shape[:2], dtype=torch.bool, device=glob.device)
+    terms = m.loss(s_cls.float(), t_out.cls_logits.float(),
+                   s_glob.patch_logits.float() if with_patch else None,
+                   t_out.patch_logits.float() if with_patch else None,
+                   loss_masks, teacher_temp, teacher_patch_temp)
+    zero = terms.cls.new_zeros(())
     return StepOutput(
-        loss=loss, loss_cls=loss_cls.detach(), loss_patch=loss_patch.detach(),
+        loss=terms.total, loss_cls=terms.cls.detach(), loss_patch=terms.patch.detach(),
         masked_fraction=masks.float().mean() if masks is not None else zero,
         attn_entropy=attention_entropy(t_out.attention),
         images=glob, scores=t_out.attention, masks=masks,
@@ -112,16 +121,15 @@ class StudentCall(nn.Module):
         super().__init__()
         self.net = net
 
-    def forward(self, glob: torch.Tensor, loc: Optional[torch.Tensor],
-                masks: Optional[torch.Tensor]):
+    def forward(self, glob: torch.Tensor, loc: torch.Tensor | None, masks: torch.Tensor | None):
         """glob (G*B, 3, H, W), loc (L*B, 3, h, w) or None, masks (G*B, N) or None."""
         out = self.net.forward_global(glob, masks=masks)
         return out, (self.net.forward_local(loc) if loc is not None else None)
 
 
-def optimizer_step(optimizer: torch.optim.Optimizer, scaler: Optional[torch.amp.GradScaler],
+def optimizer_step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None,
                    loss: torch.Tensor, student: nn.Module, clip: float,
-                   sched: Dict[str, float], step: int, freeze_steps: int) -> torch.Tensor:
+                   sched: dict[str, float], step: int, freeze_steps: int) -> torch.Tensor:
     """Backward, clip, (skip if non-finite), update. Returns a 0-dim bool 'step was finite'.
 
     A non-finite loss or gradient skips the update on the device: the fused AdamW kernel reads

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from pretrain.checkpoint import CheckpointError  # the project's one checkpoint error type
 from pretrain.models.pos_embed import infer_prefix_and_grid, resample_patch_pos_embed
 from pretrain.models.registry import create_model
 from pretrain.models.vit import VisionTransformer
@@ -40,10 +41,6 @@ _PREFIXES = ("module.", "_orig_mod.", "backbone.", "encoder.")
 _HEAD_PREFIXES = ("head.", "patch_head.", "head_drop.")
 _RENAMES = {"masked_embed": "mask_token", "register_tokens": "reg_token"}
 _STATE_KEYS = ("teacher", "student", "state_dict", "model", "module")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file cannot be read or holds no usable state dict."""
 
 
 @dataclass

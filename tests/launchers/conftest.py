@@ -23,7 +23,7 @@ NEEDED = ("munged", "slurmctld", "slurmd", "sbatch", "srun", "sacct", "slurmdbd"
 
 def _answers(env: dict) -> bool:
     try:
-        out = subprocess.run(["sinfo", "-h", "-o", "%T"], env=env, capture_output=True, text=True, timeout=20)
+        out = subprocess.run(["sinfo", "-h", "-o", "%T"], env=env, check=False, capture_output=True, text=True, timeout=20)
     except (OSError, subprocess.SubprocessError):
         return False
     return out.returncode == 0 and any(s in out.stdout for s in ("idle", "mix", "alloc"))
@@ -52,7 +52,7 @@ def slurm_cluster():
             pytest.skip("starting a local SLURM cluster needs root (munged, slurmctld, slurmd); "
                         "or export SLURM_CONF of a running cluster")
         env.pop("SLURM_CONF", None)
-        out = subprocess.run([str(SCRIPTS / "up.sh")], env=env, capture_output=True, text=True, timeout=180)
+        out = subprocess.run([str(SCRIPTS / "up.sh")], env=env, check=False, capture_output=True, text=True, timeout=180)
         if out.returncode != 0:
             pytest.fail(f"launchers/local_slurm/up.sh failed:\n{out.stdout}\n{out.stderr}")
         env["SLURM_CONF"] = out.stdout.strip().splitlines()[-1].split("=", 1)[1]
@@ -66,7 +66,7 @@ def slurm_cluster():
         else:
             os.environ[key] = value
     if started:
-        subprocess.run([str(SCRIPTS / "down.sh")], env=env, capture_output=True, timeout=120)
+        subprocess.run([str(SCRIPTS / "down.sh")], env=env, check=False, capture_output=True, timeout=120)
 
 
 @pytest.fixture

@@ -32,11 +32,11 @@ def _test_resources(**changes) -> SlurmConfig:
 
 
 def _state(job_id: str) -> tuple[str, str]:
-    out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T %r"], capture_output=True, text=True)
+    out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T %r"], check=False, capture_output=True, text=True)
     if out.stdout.strip():
         state, reason = out.stdout.split(maxsplit=1)
         return state, reason.strip()
-    out = subprocess.run(["sacct", "-n", "-X", "-P", "-j", job_id, "-o", "State"], capture_output=True, text=True)
+    out = subprocess.run(["sacct", "-n", "-X", "-P", "-j", job_id, "-o", "State"], check=False, capture_output=True, text=True)
     return (out.stdout.split() or ["UNKNOWN"])[0], ""
 
 
@@ -52,7 +52,7 @@ def _wait(job_id: str, until, timeout_s: float, what: str) -> None:
             # restart within the same second is killed ("Job credential revoked") and ends FAILED.
             held_since = held_since or time.time()
             if time.time() - held_since >= 3:
-                subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], capture_output=True)
+                subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=False, capture_output=True)
         else:
             held_since = None
         ended = ended + 1 if state in ("FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL") else 0

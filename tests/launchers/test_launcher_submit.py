@@ -82,6 +82,17 @@ def test_typos_are_reported_before_anything_is_queued(toy_on_path, tmp_path, cap
     assert "no module" in capsys.readouterr().err
 
 
+def test_a_bad_choice_value_fails_before_submission(tmp_path, capsys):
+    # issue 9: mask.strategy=atmask_high used to pass submission and fail inside the job
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["pretrain", "--config", str(REPO / "configs/pretrain/demo_fmnist.yaml"),
+                  f"run.output_dir={tmp_path / 'run'}", "mask.strategy=atmask_high", "--dry-run"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2
+    assert "mask.strategy='atmask_high'" in err and "attmask_high, none, random, block" in err
+    assert not (tmp_path / "run").exists()
+
+
 def test_job_refuses_to_run_past_its_requeue_limit(toy_on_path, tmp_path, monkeypatch):
     monkeypatch.setenv("SLURM_RESTART_COUNT", "3")
     job = jobs.Job(toy_on_path, None, [f"output_dir={tmp_path}"], str(tmp_path), max_requeues=2)

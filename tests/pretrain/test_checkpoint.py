@@ -8,8 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from pretrain.checkpoint import (CheckpointError, latest_good_checkpoint, list_step_checkpoints,
-                                 load_checkpoint, rng_state, save_step_checkpoint, set_rng_state)
+from pretrain.checkpoint import (
+    CheckpointError,
+    latest_good_checkpoint,
+    list_step_checkpoints,
+    load_checkpoint,
+    rng_state,
+    save_step_checkpoint,
+    set_rng_state,
+)
 
 
 def _state(step):

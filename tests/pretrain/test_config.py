@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
+from omegaconf.errors import ReadonlyConfigError
 
-from pretrain.config import ConfigError, PretrainConfig, load_config, parse_args, save_config
+from pretrain.config import ConfigError, PretrainConfig, choices_of, load_config, parse_args, save_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -52,7 +53,7 @@ def test_malformed_override_and_missing_file():
 
 def test_config_is_read_only():
     cfg = load_config(PretrainConfig)
-    with pytest.raises(Exception):
+    with pytest.raises(ReadonlyConfigError):
         cfg.optim.lr = 1.0
 
 
@@ -74,3 +75,68 @@ def test_parse_args_exits_with_the_message(capsys):
         parse_args(PretrainConfig, ["optim.lrr=1"])
     assert exc.value.code == 2
     assert "did you mean 'optim.lr'" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- values checked at parse time
+
+
+def test_a_misspelt_choice_fails_at_parse_time_naming_the_valid_values():
+    with pytest.raises(ConfigError, match=r"mask.strategy='atmask_high'.*did you mean 'attmask_high'.*"
+                                          r"choose one of attmask_high, none, random, block, attmask_hint, attmask_low"):
+        load_config(PretrainConfig, None, ["mask.strategy=atmask_high"])
+
+
+@pytest.mark.parametrize("key", sorted(choices_of(PretrainConfig)))
+def test_every_choice_field_rejects_a_bad_value(key):
+    valid = choices_of(PretrainConfig)[key]
+    with pytest.raises(ConfigError, match=rf"{key}='bogus'.*choose one of {', '.join(valid)}"):
+        load_config(PretrainConfig, None, [f"{key}=bogus"])
+    load_config(PretrainConfig, None, [f"{key}={valid[-1]}"] + (["mask.strategy=none"] if valid[-1] == "dino" else [])
+                + (["data.dataset=fashion_mnist"] if valid[-1] == "batched" else [])
+                + (["data.ffcv_path=x.beton"] if valid[-1] == "ffcv" else []))
+
+
+def test_the_choice_lists_match_what_the_packages_accept():
+    from pretrain.masking import STRATEGIES
+    from pretrain.models.attention import KEY_VARIANTS
+    from pretrain.models.pooling import POOLINGS
+
+    c = choices_of(PretrainConfig)
+    assert set(c["mask.strategy"]) == set(STRATEGIES)
+    assert set(c["model.pooling"]) == set(POOLINGS)
+    assert set(c["model.key_variant"]) == set(KEY_VARIANTS)
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["data.batch_size=0"], r"data.batch_size=0 must be > 0"),
+    (["data.batch_size=-4"], r"data.batch_size=-4 must be > 0"),
+    (["run.device=gpu"], r"run.device='gpu'.*choose one of auto, cpu, cuda"),
+    (["model.patch_size=14"], r"data.local_size=96 is not a multiple of model.patch_size=14"),
+    (["model.patch_size=15"], r"data.global_size=224 is not a multiple of model.patch_size=15"),
+    (["model.name=vit_smal"], r"model.name='vit_smal' is not a registered model: did you mean 'vit_small'"),
+    (["head.patch_out_dim=4096"], r"head.shared_head=true needs head.patch_out_dim == head.out_dim"),
+    (["data.loader=ffcv"], r"data.loader=ffcv needs data.ffcv_path"),
+    (["data.colour_on_device=true"], r"colour_on_device=true is the FFCV GPU colour path"),
+    (["loss.method=dino"], r"mask.strategy=none"),
+])
+def test_bad_values_are_config_errors_naming_the_key(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(PretrainConfig, None, overrides)
+
+
+def test_separate_patch_head_may_have_its_own_size():
+    cfg = load_config(PretrainConfig, None, ["head.patch_out_dim=4096", "head.shared_head=false"])
+    assert cfg.head.patch_out_dim == 4096
+
+
+def test_help_points_to_the_keys_and_help_config_lists_them(capsys):
+    with pytest.raises(SystemExit):
+        parse_args(PretrainConfig, ["--help"])
+    assert "--help-config" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:
+        parse_args(PretrainConfig, ["--help-config"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    assert "mask.strategy='attmask_high'  (one of: attmask_high, none, random, block, attmask_hint, attmask_low)" in text
+    assert "data.n_global=2" in text and "optim.schedule=" in text
+    assert len(text.splitlines()) == len([k for k in text.splitlines() if "=" in k])

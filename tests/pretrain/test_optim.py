@@ -14,7 +14,10 @@ from pretrain.optim import (
     cancel_last_layer_grads_,
     clip_gradients_,
     cosine_schedule,
+    make_schedules,
     param_groups,
+    reference_cosine_schedule,
+    reference_teacher_temp_schedule,
     set_schedules_,
     teacher_temp_schedule,
 )
@@ -153,3 +156,50 @@ def test_fused_adamw_skips_the_update_when_found_inf_is_set():
     opt.found_inf = torch.tensor(0.0)
     opt.step()
     assert not all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+# ----------------------------------------------------------------------------- DINO's reference schedules
+
+
+def test_reference_cosine_is_dinos_cosine_scheduler_value_for_value():
+    # 3 epochs x 2 steps, 1 warm-up epoch: linspace(0, 1, 2) = [0, 1], then over 4 steps
+    # 0.1 + 0.45 * (1 + cos(pi * i / 4)), i = 0..3 (never reaching 0.1 exactly)
+    got = reference_cosine_schedule(1.0, 0.1, epochs=3, steps_per_epoch=2, warmup_epochs=1)
+    c = math.cos
+    want = [0.0, 1.0, 1.0, 0.1 + 0.45 * (1 + c(math.pi / 4)), 0.1 + 0.45, 0.1 + 0.45 * (1 + c(3 * math.pi / 4))]
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-15)
+    assert got[-1] > 0.1  # the reference stops one step short of the final value
+    no_warm = reference_cosine_schedule(0.04, 0.4, epochs=1, steps_per_epoch=2)
+    np.testing.assert_allclose(no_warm, [0.04, 0.4 + 0.5 * (0.04 - 0.4) * (1 + math.cos(math.pi / 2))], atol=1e-15)
+
+
+def test_reference_teacher_temperature_steps_once_per_epoch_and_reaches_the_value_at_29():
+    t = reference_teacher_temp_schedule(0.04, 0.07, warmup_epochs=30, epochs=100, steps_per_epoch=3)
+    per_epoch = t[::3]
+    assert np.all(t.reshape(100, 3) == per_epoch[:, None])  # constant within an epoch
+    assert per_epoch[0] == 0.04 and per_epoch[29] == 0.07 and per_epoch[28] < 0.07
+    np.testing.assert_allclose(per_epoch[1], 0.04 + 0.03 / 29, atol=1e-15)
+    assert np.all(per_epoch[29:] == 0.07)
+    short = reference_teacher_temp_schedule(0.04, 0.07, warmup_epochs=30, epochs=2, steps_per_epoch=1)
+    np.testing.assert_allclose(short, [0.04, 0.04 + 0.03 / 29], atol=1e-15)  # cut at the run's end
+
+
+def _schedules(mode: str):
+    return make_schedules(epochs=4, steps_per_epoch=2, lr=1.0, min_lr=0.0, warmup_epochs=1, weight_decay=0.04,
+                          weight_decay_end=0.4, momentum_teacher=0.996, warmup_teacher_temp=0.04,
+                          teacher_temp=0.07, warmup_teacher_patch_temp=0.03, teacher_patch_temp=0.05,
+                          warmup_teacher_temp_epochs=2, mode=mode)
+
+
+def test_schedules_modes_reference_by_default_and_exact_as_option():
+    ref, exact = _schedules("reference"), _schedules("exact")
+    np.testing.assert_array_equal(ref.lr, reference_cosine_schedule(1.0, 0.0, 4, 2, 1))
+    np.testing.assert_array_equal(ref.momentum, reference_cosine_schedule(0.996, 1.0, 4, 2))
+    np.testing.assert_array_equal(ref.teacher_temp, [0.04, 0.04, 0.07, 0.07, 0.07, 0.07, 0.07, 0.07])
+    # iBOT's separate patch temperature, same warm-up epochs
+    np.testing.assert_array_equal(ref.teacher_patch_temp, [0.03, 0.03, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05])
+    assert exact.lr[-1] == 0.0 and exact.momentum[-1] == 1.0  # ours ends exactly on the final value
+    np.testing.assert_allclose(exact.teacher_temp[:5], [0.04, 0.04 + 0.03 / 4, 0.04 + 0.03 / 2, 0.04 + 0.0225, 0.07])
+    assert ref.at(100)["teacher_patch_temp"] == 0.05
+    with pytest.raises(ValueError, match="reference"):
+        _schedules("dino")

@@ -4,15 +4,17 @@ non-finite steps, a 2-process gloo DDP run and every masking/pooling combination
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
 from pretrain.checkpoint import list_step_checkpoints, load_checkpoint
-from pretrain.config import PretrainConfig, load_config
+from pretrain.config import ConfigError, PretrainConfig, load_config
 from pretrain.train import NonFiniteLossError, run
 
 REPO = Path(__file__).resolve().parents[2]
@@ -122,21 +124,57 @@ def test_dino_with_masking_is_a_config_error(tmp_path, fashion_mnist_root):
         run(tiny(tmp_path, fashion_mnist_root, "loss.method=dino", "mask.strategy=random"))
 
 
+def torchrun(out: Path, root: Path, *extra: str) -> subprocess.CompletedProcess:
+    """A 2-process gloo run of ``pretrain.train`` on the CPU (drop path and masks on)."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "pretrain.train", "model.name=vit_pico", "model.patch_size=4", "model.drop_path_rate=0.2",
+           "head.out_dim=64", "head.patch_out_dim=64", "head.hidden_dim=32", "head.bottleneck_dim=16",
+           "data.dataset=fashion_mnist", f"data.root={root}", "data.batch_size=4",
+           "data.num_workers=0", "data.global_size=16", "data.local_size=8", "data.n_local=2",
+           "mask.strategy=random", "run.device=cpu", "run.progress=false", "run.deterministic=true",
+           f"run.output_dir={out}", *extra]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
 @pytest.mark.slow
 def test_two_process_gloo_ddp(tmp_path, fashion_mnist_root):
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "pretrain.train", "model.name=vit_pico", "model.patch_size=4",
-           "head.out_dim=64", "head.patch_out_dim=64", "head.hidden_dim=32", "head.bottleneck_dim=16",
-           "data.dataset=fashion_mnist", f"data.root={fashion_mnist_root}", "data.batch_size=4",
-           "data.num_workers=0", "data.global_size=16", "data.local_size=8", "data.n_local=2",
-           "run.device=cpu", "run.progress=false", "run.max_steps=3", f"run.output_dir={out}"]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    torchrun(out, fashion_mnist_root, "run.max_steps=3")
     ckpt = final_weights(out)
     assert ckpt["step"] == 3 and ckpt["world_size"] == 2
     assert all(torch.isfinite(v.float()).all() for v in ckpt["student"].values())
+    rngs = ckpt["rng_per_rank"]
+    assert len(rngs) == 2 and not torch.equal(rngs[0]["mask"], rngs[1]["mask"])  # each rank its own
+
+
+@pytest.mark.slow
+def test_two_process_run_interrupted_and_resumed_is_the_same_run(tmp_path, fashion_mnist_root):
+    # issue 9: every rank must get its own random streams back (masks, drop path), not rank 0's
+    full, part = tmp_path / "full", tmp_path / "part"
+    torchrun(full, fashion_mnist_root, "run.max_steps=5")
+    torchrun(part, fashion_mnist_root, "run.max_steps=2")  # stopped at an arbitrary step ...
+    torchrun(part, fashion_mnist_root, "run.max_steps=5")  # ... and resumed
+    assert final_weights(part)["step"] == 5
+    assert_same_weights(final_weights(full), final_weights(part))
+
+
+@pytest.mark.slow
+def test_resume_with_another_world_size_reseeds_and_says_so(tmp_path, fashion_mnist_root, caplog):
+    out = tmp_path / "ws"
+    torchrun(out, fashion_mnist_root, "run.max_steps=2")
+    caplog.set_level("WARNING")
+    cfg = load_config(PretrainConfig, None, [
+        "model.name=vit_pico", "model.patch_size=4", "model.drop_path_rate=0.2", "head.out_dim=64",
+        "head.patch_out_dim=64", "head.hidden_dim=32", "head.bottleneck_dim=16", "data.dataset=fashion_mnist",
+        f"data.root={fashion_mnist_root}", "data.batch_size=4", "data.num_workers=0", "data.global_size=16",
+        "data.local_size=8", "data.n_local=2", "mask.strategy=random", "run.device=cpu", "run.progress=false",
+        "run.deterministic=true", f"run.output_dir={out}", "run.max_steps=3"])
+    assert run(cfg)["step"] == 3
+    assert "written by 2 process(es), this run has 1: random streams re-seeded from (run.seed, rank, step=2)" \
+        in caplog.text
 
 
 def test_manifold_key_variant_trains_on_two_crop_sizes_and_reloads(tmp_path, fashion_mnist_root):
@@ -148,3 +186,93 @@ def test_manifold_key_variant_trains_on_two_crop_sizes_and_reloads(tmp_path, fas
     assert report.complete, report
     assert model(torch.randn(2, 3, 16, 16)).shape == (2, 128)
     assert model(torch.randn(2, 3, 8, 8)).shape == (2, 128), "local-crop token count kept"
+
+
+TINY_ARGS = ["model.name=vit_pico", "model.patch_size=4", "head.out_dim=64", "head.patch_out_dim=64",
+             "head.hidden_dim=32", "head.bottleneck_dim=16", "data.dataset=fashion_mnist", "data.batch_size=8",
+             "data.num_workers=0", "data.global_size=16", "data.local_size=8", "data.n_local=2",
+             "run.device=cpu", "run.progress=false", "run.log_every_steps=1", "run.ckpt_every_steps=1000"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR2], ids=["SIGTERM", "SIGUSR2"])
+def test_a_signal_to_plain_python_writes_a_checkpoint_and_exits_cleanly(tmp_path, fashion_mnist_root, sig):
+    # issue 10 item 5: no launcher involved, a real signal to a real process
+    out = tmp_path / "sig"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "pretrain.train", *TINY_ARGS, f"data.root={fashion_mnist_root}",
+                             f"run.output_dir={out}"], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+    lines = []
+    deadline = time.monotonic() + 300
+    for line in proc.stderr:  # wait until it trains
+        lines.append(line)
+        if " step 2/" in line or time.monotonic() > deadline:
+            break
+    proc.send_signal(sig)
+    rest = proc.communicate(timeout=300)[1]
+    log = "".join(lines) + rest
+    assert proc.returncode == 0, log[-3000:]
+    assert "stopping as requested" in log and "run the same command again to resume" in log
+    steps = [s for s, _ in list_step_checkpoints(out)]
+    assert len(steps) == 1 and steps[0] >= 2
+    assert load_checkpoint(out / "checkpoints" / f"step_{steps[0]:08d}.pt")["step"] == steps[0]
+
+
+def test_resuming_into_a_folder_of_another_model_says_which_keys_differ(tmp_path, fashion_mnist_root):
+    # issue 10 item 7: compare before touching anything (config.yaml stays the old one)
+    out = tmp_path / "run"
+    run(tiny(out, fashion_mnist_root, "run.max_steps=1"))
+    saved = (out / "config.yaml").read_text()
+    with pytest.raises(ConfigError, match=r"another model.*'vit_pico'.*head.out_dim: checkpoint 64, now 32.*"
+                                          r"model.pooling: checkpoint 'cls', now 'gap'.*run.output_dir="):
+        run(tiny(out, fashion_mnist_root, "head.out_dim=32", "head.patch_out_dim=32", "model.pooling=gap"))
+    assert (out / "config.yaml").read_text() == saved
+
+
+def test_unwritable_output_dir_is_a_config_error(tmp_path, fashion_mnist_root):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    with pytest.raises(ConfigError, match=r"run.output_dir=.*a_file/run is not writable"):
+        run(tiny(blocker / "run", fashion_mnist_root))
+
+
+@pytest.mark.slow
+def test_config_errors_from_the_command_line_are_one_line(tmp_path, fashion_mnist_root):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    for bad, message in (("data.batch_size=0", "config error: data.batch_size=0 must be > 0"),
+                         ("run.device=gpu", "config error: run.device='gpu' is not a valid value")):
+        proc = subprocess.run([sys.executable, "-m", "pretrain.train", *TINY_ARGS, bad,
+                               f"data.root={fashion_mnist_root}", f"run.output_dir={tmp_path}"],
+                              cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+        assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_small_folder_counts_skipped_images_once_per_checkpoint_and_aligned_pictures(tmp_path, caplog):
+    # 15 good PNGs + 1 broken file, batch 8: 2 steps per epoch; the epoch ends coincide with
+    # run.ckpt_every_steps=2, which must not write the same checkpoint twice
+    import numpy as np
+    from PIL import Image
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    rng = np.random.default_rng(0)
+    for i in range(16):
+        folder = tmp_path / "images" / f"class{i % 2}"
+        folder.mkdir(parents=True, exist_ok=True)
+        if i == 5:
+            (folder / "broken.png").write_bytes(b"not a png")
+        else:
+            Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    out = tmp_path / "run"
+    caplog.set_level("INFO")
+    summary = run(tiny(out, tmp_path, "data.dataset=imagefolder", f"data.root={tmp_path / 'images'}",
+                       "run.ckpt_every_steps=2", "run.image_every_steps=2", "run.log_every_steps=2"))
+    assert summary["step"] == 4 and summary["skipped_images"] == 1
+    written = [r.getMessage() for r in caplog.records if r.getMessage().startswith("checkpoint ")]
+    assert written == [f"checkpoint {out / 'checkpoints' / 'step_00000002.pt'}",
+                       f"checkpoint {out / 'checkpoints' / 'step_00000004.pt'}"]
+    events = EventAccumulator(str(out / "tensorboard"), size_guidance={"images": 0, "scalars": 0}).Reload()
+    assert [e.value for e in events.Scalars("train/skipped_images")][-1] == 1.0
+    scalar_steps = {e.step for e in events.Scalars("train/loss")}
+    image_steps = {e.step for e in events.Images("train/crops_attention_masks")}
+    assert image_steps and image_steps <= scalar_steps == {2, 4}

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -20,8 +20,8 @@ log = logging.getLogger(__name__)
 STEP_SCALARS = ("loss", "loss_cls", "loss_patch", "masked_fraction", "attn_entropy")
 
 
-def attention_picture(images: torch.Tensor, scores: Optional[torch.Tensor],
-                      masks: Optional[torch.Tensor], mean: Sequence[float], std: Sequence[float],
+def attention_picture(images: torch.Tensor, scores: torch.Tensor | None,
+                      masks: torch.Tensor | None, mean: Sequence[float], std: Sequence[float],
                       max_images: int = 8) -> torch.Tensor:
     """A grid: row 1 the crops, row 2 the attention heat map, row 3 the masked patches in grey.
 
@@ -43,7 +43,7 @@ def attention_picture(images: torch.Tensor, scores: Optional[torch.Tensor],
     gh = gw = None
     if scores is not None:
         sc = scores[:n].float().cpu()
-        side = int(round(sc.shape[1] ** 0.5))
+        side = round(sc.shape[1] ** 0.5)
         gh, gw = (side, sc.shape[1] // side) if side * (sc.shape[1] // side) == sc.shape[1] else (1, sc.shape[1])
         sc = sc.view(n, 1, gh, gw)
         lo = sc.amin(dim=(2, 3), keepdim=True)
@@ -65,7 +65,7 @@ class RunMonitor:
         self.enabled = enabled
         self.writer = None
         self.bar = None
-        self._sums: Dict[str, torch.Tensor] = {}
+        self._sums: dict[str, torch.Tensor] = {}
         self._count = 0
         self._t0 = time.perf_counter()
         self._images = 0
@@ -79,7 +79,7 @@ class RunMonitor:
                 self.bar = tqdm(total=total_steps, initial=start_step, unit="step",
                                 dynamic_ncols=True, desc="pretrain")
 
-    def accumulate(self, values: Dict[str, torch.Tensor], images: int) -> None:
+    def accumulate(self, values: dict[str, torch.Tensor], images: int) -> None:
         """Adds this step's device scalars (no sync)."""
         if not self.enabled:
             return
@@ -91,7 +91,7 @@ class RunMonitor:
         if self.bar is not None:
             self.bar.update(1)
 
-    def flush_scalars(self, step: int, extra: Dict[str, float]) -> Dict[str, float]:
+    def flush_scalars(self, step: int, extra: dict[str, float]) -> dict[str, float]:
         """Writes the means since the last flush plus ``extra`` (lr, wd, ...); returns them."""
         if not self.enabled or self._count == 0:
             return {}

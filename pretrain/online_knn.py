@@ -8,7 +8,6 @@ backends lives in ``downstream.knn``; this one only tracks progress.
 from __future__ import annotations
 
 import logging
-from typing import Optional, Tuple
 
 import numpy as np
 import torch
@@ -49,7 +48,7 @@ def weighted_knn_top1(train_feats: torch.Tensor, train_labels: torch.Tensor,
 
 @torch.no_grad()
 def extract(backbone: nn.Module, loader, device: torch.device, mean, std,
-            autocast) -> Tuple[torch.Tensor, torch.Tensor]:
+            autocast) -> tuple[torch.Tensor, torch.Tensor]:
     """Pooled features (N, D) and labels (N,) of every batch of ``loader``."""
     feats, labels = [], []
     for images, y in loader:
@@ -97,23 +96,3 @@ class KnnMonitor:
         finally:
             backbone.train(was_training)
         return weighted_knn_top1(tr_x, tr_y, te_x, te_y, self.k, self.temperature)
-
-
-def raw_pixel_knn(dataset: str, root: str, train_split: str, test_split: str,
-                  max_train: int, max_test: int, k: int = 20, temperature: float = 0.07,
-                  size: Optional[int] = None) -> float:
-    """The same k-NN on raw pixels of the same subsets: the baseline a model must beat."""
-    def pixels(split, limit, seed):
-        ds = _subset(build_dataset(dataset, root, split), limit, seed)
-        tf = EvalTransform(size, resize=size) if size else None
-        xs, ys = [], []
-        for i in range(len(ds)):
-            img, y = ds[i]
-            t = tf(img) if tf else torch.as_tensor(np.asarray(img))
-            xs.append(t.float().flatten())
-            ys.append(y)
-        return torch.stack(xs), torch.as_tensor(ys)
-
-    tr_x, tr_y = pixels(train_split, max_train, 0)
-    te_x, te_y = pixels(test_split, max_test, 1)
-    return weighted_knn_top1(tr_x, tr_y, te_x, te_y, k, temperature)
