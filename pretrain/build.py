@@ -7,7 +7,6 @@ schedules and AMP; everything it builds takes plain arguments. :func:`build_run`
 
 from __future__ import annotations
 
-import inspect
 import logging
 import random
 import sys
@@ -27,9 +26,8 @@ from pretrain.data.loader import build_pretrain_loader
 from pretrain.data.transforms import MultiCropSpec, MultiCropTransform
 from pretrain.distributed import DistInfo
 from pretrain.masking import build_masker
-from pretrain.models import DINOHead, create_model
-from pretrain.models.teacher_student import EMATeacher, MultiCropNetwork
-from pretrain.models.vit import VisionTransformer
+from pretrain.models import create_model
+from pretrain.models.teacher_student import EMATeacher, MultiCropNetwork, build_multicrop_network
 from pretrain.objective import build_objective
 from pretrain.online_knn import KnnMonitor
 from pretrain.optim import Schedules, build_optimizer, make_schedules, param_groups
@@ -38,8 +36,6 @@ from pretrain.step import StudentCall
 
 log = logging.getLogger(__name__)
 
-# model.* keys passed to the backbone only once VisionTransformer accepts them (models helper)
-_OPTIONAL_BACKBONE_KEYS = ("attention", "pos_embed_interp")
 
 
 def configure_logging(output_dir: Path, is_main: bool) -> None:
@@ -84,9 +80,8 @@ def backbone_kwargs(cfg: PretrainConfig, drop_path: float) -> dict[str, Any]:
         pos_embed=m.pos_embed, key_variant=m.key_variant, num_charts=m.num_charts,
         num_registers=m.num_registers, drop_path_rate=drop_path, simpool_gamma=m.simpool_gamma,
         extra_img_sizes=extra, masked_im_modeling=cfg.loss.method == "ibot",
+        attention=m.attention, pos_embed_interp=m.pos_embed_interp, simpool_beta=m.simpool_beta,
     )
-    accepted = inspect.signature(VisionTransformer.__init__).parameters
-    kwargs.update({k: getattr(m, k) for k in _OPTIONAL_BACKBONE_KEYS if k in accepted})
     return kwargs
 
 
@@ -95,16 +90,11 @@ def build_network(cfg: PretrainConfig, student: bool) -> MultiCropNetwork:
     drop = cfg.model.drop_path_rate if student else 0.0
     backbone = create_model(cfg.model.name, **backbone_kwargs(cfg, drop))
     h = cfg.head
-    head = DINOHead(backbone.embed_dim, h.out_dim, hidden_dim=h.hidden_dim,
-                    bottleneck_dim=h.bottleneck_dim, nlayers=h.nlayers,
-                    norm_last_layer=h.norm_last_layer)
-    ibot = cfg.loss.method == "ibot"
-    patch_head = None
-    if ibot and not h.shared_head:
-        patch_head = DINOHead(backbone.embed_dim, h.patch_out_dim, hidden_dim=h.hidden_dim,
-                              bottleneck_dim=h.bottleneck_dim, nlayers=h.nlayers,
-                              norm_last_layer=h.norm_last_layer)
-    return MultiCropNetwork(backbone, head, patch_head, with_patch=ibot)
+    return build_multicrop_network(backbone, h.out_dim, h.patch_out_dim, hidden_dim=h.hidden_dim,
+                                   bottleneck_dim=h.bottleneck_dim, nlayers=h.nlayers,
+                                   norm_last_layer=h.norm_last_layer, shared_head=h.shared_head,
+                                   with_patch=cfg.loss.method == "ibot",
+                                   patch_head_layout=h.patch_head_layout)
 
 
 def build_loss(cfg: PretrainConfig) -> nn.Module:

@@ -57,8 +57,9 @@ class ModelConfig:
     num_registers: int = 0
     drop_path_rate: float = 0.1
     simpool_gamma: float | None = None
-    attention: str = choice("auto", "fused", "explicit")  # passed on once the backbone takes it
-    pos_embed_interp: str = choice("dino", "exact")  # likewise
+    attention: str = choice("auto", "fused", "explicit")  # auto: the measured fastest path per call
+    pos_embed_interp: str = choice("dino", "exact")  # dino: DINO/iBOT's (g + 0.1) / 14 resampling
+    simpool_beta: str = choice("scalar", "channel")  # scalar: the reference SimPool's beta
 
 
 @dataclass
@@ -70,6 +71,9 @@ class HeadConfig:
     nlayers: int = 3
     norm_last_layer: bool = True
     shared_head: bool = True  # iBOT: one head for [CLS] and patch tokens (needs patch_out_dim == out_dim)
+    # ibot: one MLP, a second last layer when not shared (the reference); separate: a second full
+    # head, the layout of our checkpoints before the parity fixes (to resume such runs)
+    patch_head_layout: str = choice("ibot", "separate")
 
 
 @dataclass
@@ -200,6 +204,9 @@ def check_pretrain(cfg: PretrainConfig) -> None:
     if cfg.loss.method == "ibot" and h.shared_head and h.patch_out_dim != h.out_dim:
         raise ConfigError(f"head.shared_head=true needs head.patch_out_dim == head.out_dim (got "
                           f"{h.patch_out_dim} and {h.out_dim}): set head.shared_head=false or equal sizes")
+    if h.patch_head_layout == "separate" and h.shared_head:
+        raise ConfigError("head.patch_head_layout=separate (a second full patch head, for old runs) needs "
+                          "head.shared_head=false")
     if d.loader == "ffcv" and not d.ffcv_path:
         raise ConfigError("data.loader=ffcv needs data.ffcv_path=<file.beton> (write one with attmask-write-beton)")
     if d.colour_on_device and d.loader != "ffcv":

@@ -22,12 +22,22 @@ def test_number_of_global_crops_reaches_the_crops_and_the_loss():
     assert loss.cls.n_pairs == 3 * (3 + 4) - 3
 
 
-@pytest.mark.parametrize("key,value", [("attention", "explicit"), ("pos_embed_interp", "exact")])
-def test_new_backbone_options_are_passed_once_the_backbone_takes_them(key, value):
+@pytest.mark.parametrize("key,value", [("attention", "explicit"), ("pos_embed_interp", "exact"),
+                                       ("simpool_beta", "channel")])
+def test_backbone_options_reach_the_backbone_and_its_recorded_kwargs(key, value):
     cfg = load_config(PretrainConfig, None, [*TINY, f"model.{key}={value}"])
-    kwargs = backbone_kwargs(cfg, 0.0)
-    if key not in ACCEPTED:
-        assert key not in kwargs  # an older backbone: not passed (it would raise)
-        pytest.skip(f"VisionTransformer does not take {key!r} yet")
-    assert kwargs[key] == value
+    assert key in ACCEPTED
+    assert backbone_kwargs(cfg, 0.0)[key] == value
     assert build_network(cfg, student=False).backbone.model_kwargs[key] == value
+
+
+def test_ibot_head_without_sharing_adds_only_a_second_last_layer():
+    """iBOT's shared_head=False: one MLP, ``last_layer`` and ``last_layer2`` (reference layout)."""
+    cfg = load_config(PretrainConfig, None, [*TINY, "head.shared_head=false", "head.patch_out_dim=24"])
+    keys = build_network(cfg, student=True).state_dict().keys()
+    head_keys = sorted({k.split(".")[1] for k in keys if k.startswith("head.")})
+    assert head_keys == ["last_layer", "last_layer2", "mlp"]
+    assert not any(k.startswith("patch_head.") for k in keys)
+    old = load_config(PretrainConfig, None, [*TINY, "head.shared_head=false",
+                                              "head.patch_head_layout=separate"])
+    assert any(k.startswith("patch_head.") for k in build_network(old, student=True).state_dict())
