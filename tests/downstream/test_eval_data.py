@@ -9,7 +9,12 @@ import pytest
 from PIL import Image
 
 from downstream.eval_cli import rewrite_aliases
-from downstream.eval_data import DataSpec, build_eval_dataset, build_eval_loader_for, dataset_targets
+from downstream.eval_data import (
+    DataSpec,
+    build_eval_dataset,
+    build_eval_loader_for,
+    dataset_targets,
+)
 
 
 def _photo_folder(root, split):

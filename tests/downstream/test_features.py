@@ -6,11 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from downstream.features import build_backbone, load_features, main, represent, save_features, ModelSpec
+from downstream.backbone import ModelSpec, build_backbone
+from downstream.features import load_features, main, save_features
 from pretrain.data import FashionMNIST
+from pretrain.features import represent
 from pretrain.models import create_model
 
-PICO = dict(patch_size=4, img_size=28)
+PICO = {"patch_size": 4, "img_size": 28}
 
 
 def _pico(**kw):
