@@ -199,6 +199,12 @@ def _encode(model, dataset, spec: DataSpec, variants, device, amp, progress, des
 def prepare(cfg, device: torch.device) -> ProbeData:
     """Build the probe's data from a :class:`downstream.linear.LinearConfig` (entry-point helper)."""
     augmented, skipped = None, {}
+    ffcv = [name for name in ("train_data", "val_data", "test_data") if getattr(cfg, name).dataset == "ffcv"]
+    if ffcv and not (cfg.train_features or cfg.test_features):
+        raise ValueError(f"{ffcv[0]}.dataset=ffcv: the linear probe reads images from imagefolder or fashion_mnist "
+                         "only; extract features from the FFCV file first (python -m downstream.features "
+                         "data.dataset=ffcv data.ffcv_path=... --output train.npz) and pass --train-features / "
+                         "--test-features")
     if cfg.train_features or cfg.test_features:
         if cfg.mode == "augmented":
             raise ValueError("mode=augmented needs images: give checkpoint + train_data, not feature files")

@@ -136,3 +136,10 @@ def test_model_spec_is_the_pretraining_model_config_plus_which():
 
     model = create_model("vit_pico", **kwargs)
     assert model.embed_dim == 64 and model.num_registers == 1 and model.pooling == "simpool"
+
+
+def test_linear_probe_on_an_ffcv_file_says_to_extract_features_first():
+    cfg = linear.LinearConfig(device="cpu", progress=False)
+    cfg.train_data.dataset, cfg.train_data.ffcv_path = "ffcv", "train.beton"
+    with pytest.raises(ValueError, match=r"train_data.dataset=ffcv: .*extract features from the FFCV file first"):
+        linear.run(cfg)
