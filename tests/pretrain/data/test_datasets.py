@@ -234,6 +234,7 @@ def test_symlinked_folder_outside_the_tree_is_followed(tmp_path):
     assert [(p.rsplit("/", 1)[-1], y) for p, y in ds.samples] == [("chelsea.png", 0), ("d.png", 1)]
 
 
+@pytest.mark.slow  # the ffcv writer's start-up: 10-20 s on a busy 2-core machine
 @pytest.mark.skipif(importlib.util.find_spec("ffcv") is None, reason="ffcv is not installed")
 def test_beton_writer_writes_each_real_file_once(tmp_path):
     from pretrain.data.ffcv_writer import write_beton
