@@ -76,12 +76,20 @@ def nonfinite_rows(features: torch.Tensor | np.ndarray) -> np.ndarray:
     return np.concatenate(bad) if bad else np.zeros(0, dtype=np.int64)
 
 
-def handle_nonfinite(features: torch.Tensor, labels: torch.Tensor, name: str,
-                     mode: str = "error") -> tuple[torch.Tensor, torch.Tensor, int]:
+def nonfinite_message(name: str, bad: np.ndarray, total: int) -> str:
+    """The error for NaN / inf rows: how many, the first indices, and the two ways out."""
+    more = " ..." if bad.size > 5 else ""
+    return (f"{name}: {bad.size} of {total} rows hold NaN or infinite values (rows {bad[:5].tolist()}{more}); "
+            "the backbone diverged or the file is broken: re-extract them, or pass nonfinite=drop to leave "
+            "those rows out (counted in the result)")
+
+
+def handle_nonfinite(features: torch.Tensor | dict[str, torch.Tensor], labels: torch.Tensor, name: str,
+                     mode: str = "error") -> tuple[torch.Tensor | dict[str, torch.Tensor], torch.Tensor, int]:
     """Reject or drop feature rows with NaN / inf.
 
     Args:
-        features: (N, D).
+        features: (N, D), or {variant: (N, D_v)} (a row is bad if any variant's row is).
         labels: (N,).
         name: Which set, for messages ("train features").
         mode: ``error`` (default) raises; ``drop`` removes those rows and their labels.
@@ -94,16 +102,19 @@ def handle_nonfinite(features: torch.Tensor, labels: torch.Tensor, name: str,
     """
     if mode not in NONFINITE:
         raise ValueError(f"nonfinite={mode!r}: choose one of {', '.join(NONFINITE)}")
-    bad = nonfinite_rows(features)
+    parts = list(features.values()) if isinstance(features, dict) else [features]
+    bad = np.unique(np.concatenate([nonfinite_rows(p) for p in parts]))
+    total = int(labels.shape[0])
     if bad.size == 0:
         return features, labels, 0
     if mode == "error":
-        raise ValueError(f"{name}: {bad.size} of {features.shape[0]} rows hold NaN or infinite values (rows "
-                         f"{bad[:5].tolist()}{' ...' if bad.size > 5 else ''}); the backbone diverged or the file is "
-                         "broken: re-extract them, or pass nonfinite=drop to leave those rows out (counted in "
-                         "the result)")
-    keep = torch.ones(features.shape[0], dtype=torch.bool)
+        raise ValueError(nonfinite_message(name, bad, total))
+    keep = torch.ones(total, dtype=torch.bool)
     keep[torch.from_numpy(bad)] = False
-    log.warning("%s: dropped %d of %d rows with NaN or infinite values (rows %s%s)", name, bad.size,
-                features.shape[0], bad[:5].tolist(), " ..." if bad.size > 5 else "")
-    return features[keep], labels[keep], int(bad.size)
+    log.warning("%s: dropped %d of %d rows with NaN or infinite values (rows %s%s)", name, bad.size, total,
+                bad[:5].tolist(), " ..." if bad.size > 5 else "")
+    if isinstance(features, dict):
+        features = {k: v[keep.to(v.device)] for k, v in features.items()}
+    else:
+        features = features[keep.to(features.device)]
+    return features, labels[keep.to(labels.device)], int(bad.size)

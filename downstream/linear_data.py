@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Subset
 from torchvision.transforms import v2
 
 from downstream.backbone import RawPixels, build_backbone, input_size
-from downstream.checks import handle_nonfinite, nonfinite_rows
+from downstream.checks import handle_nonfinite
 from downstream.eval_data import (
     DataSpec,
     build_eval_dataset,
@@ -114,8 +114,9 @@ class AugmentedSource:
             with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16):
                 feats = represent(self.model, images.to(self.device, non_blocking=True), self.variants,
                                   self.spec.mean, self.spec.std)
-            feats, labels, dropped = finite_set({k: v.float() for k, v in feats.items()}, labels.to(self.device),
-                                                "augmented train batch", self.nonfinite)
+            feats, labels, dropped = handle_nonfinite({k: v.float() for k, v in feats.items()},
+                                                      labels.to(self.device), "augmented train batch features",
+                                                      self.nonfinite)
             self.dropped += dropped
             if labels.shape[0]:
                 yield feats, labels
@@ -146,25 +147,6 @@ class ProbeData:
     skipped: dict[str, int] = field(default_factory=dict)
     dropped_nonfinite: dict[str, int] = field(default_factory=dict)
     augmented: AugmentedSource | None = None
-
-
-def finite_set(features: dict[str, torch.Tensor], labels: torch.Tensor, name: str,
-               mode: str) -> tuple[dict[str, torch.Tensor], torch.Tensor, int]:
-    """Reject (``error``) or drop (``drop``) the rows where any variant's feature is NaN / inf.
-
-    Returns:
-        (features, labels, rows dropped).
-    """
-    bad = np.unique(np.concatenate([nonfinite_rows(v) for v in features.values()]))
-    if bad.size == 0:
-        return features, labels, 0
-    keep = torch.ones(labels.shape[0], dtype=torch.bool)
-    keep[torch.from_numpy(bad)] = False
-    marker = torch.zeros(labels.shape[0], 1)
-    marker[~keep] = float("nan")  # one column flags every bad row for the shared message / count
-    _, _, dropped = handle_nonfinite(marker, labels, f"{name} features", mode)
-    keep = keep.to(labels.device)
-    return {k: v[keep.to(v.device)] for k, v in features.items()}, labels[keep], dropped
 
 
 def default_variants(model: torch.nn.Module) -> list[str]:
@@ -232,7 +214,7 @@ def prepare(cfg, device: torch.device) -> ProbeData:
     dropped = {}
     named = {"val": val, "test": test} if augmented is not None else {"train": train, "val": val, "test": test}
     for name, (feats, labs) in named.items():
-        feats, labs, dropped[name] = finite_set(feats, labs, name, cfg.nonfinite)
+        feats, labs, dropped[name] = handle_nonfinite(feats, labs, f"{name} features", cfg.nonfinite)
         named[name] = (feats, labs)
     train, val, test = named.get("train", train), named["val"], named["test"]
     n_train = int(train[1].shape[0])

@@ -25,7 +25,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from downstream.checks import as_labels, handle_nonfinite, nonfinite_rows
+from downstream.checks import (
+    as_labels,
+    handle_nonfinite,
+    nonfinite_message,
+    nonfinite_rows,
+)
 from downstream.checks import num_classes as count_classes
 from downstream.knn_backends import Searcher, build_searcher
 
@@ -98,8 +103,7 @@ def knn_predict(train_features: torch.Tensor | np.ndarray, train_labels: torch.T
     for name, feats in (("train features", train_features), ("test features", test_features)):
         bad = nonfinite_rows(feats)
         if bad.size:
-            raise ValueError(f"{name}: {bad.size} rows hold NaN or infinite values (rows {bad[:5].tolist()}); "
-                             "re-extract them, or use knn_classify(..., nonfinite='drop') to leave them out")
+            raise ValueError(nonfinite_message(name, bad, int(feats.shape[0])))
     n_train, n_test = int(train_labels.shape[0]), int(test_features.shape[0])
     if n_train == 0 or int(train_features.shape[0]) != n_train:
         raise ValueError(f"need one label per training feature and at least one: {train_features.shape[0]} "
