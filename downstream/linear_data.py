@@ -93,7 +93,7 @@ class AugmentedSource:
         device: Where the backbone runs.
         use_bf16: bf16 autocast for the backbone.
         nonfinite: ``error`` or ``drop`` for batch rows with NaN / inf features (dropped rows
-            are counted in ``dropped``).
+            are counted in ``dropped``, summed over epochs).
     """
 
     def __init__(self, model: torch.nn.Module, spec: DataSpec, indices: np.ndarray, variants: Sequence[str],
