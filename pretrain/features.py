@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from pretrain.data.transforms import normalize_on_device
 
 KINDS: tuple[str, ...] = ("pooled", "cls", "avg", "cls_avg", "cls4", "cls4_avg")
+_AMP: dict[str, torch.dtype | None] = {"auto": None, "bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
 
 
 def represent(model: nn.Module, images: torch.Tensor, kinds: Sequence[str],
@@ -79,7 +80,8 @@ def extract(model: nn.Module, loader: Iterable, kinds: Sequence[str] = ("pooled"
         loader: Batches in a fixed order; ``len(loader.dataset)``, when present, sizes the output once.
         kinds: Feature kinds, see :data:`KINDS`.
         device: Where the model runs.
-        amp: ``auto`` (bf16 on CUDA), ``bf16`` or ``none``.
+        amp: ``auto`` (bf16 on CUDA, none elsewhere), ``bf16``, ``fp16`` or ``none``: the autocast
+            of the forward; features are returned as float32 whatever it is.
         mean, std: Normalisation of the 0..255 images (per channel, 0..1 scale).
         progress: Show a tqdm bar.
         desc: The bar's label.
@@ -93,9 +95,11 @@ def extract(model: nn.Module, loader: Iterable, kinds: Sequence[str] = ("pooled"
     for kind in kinds:
         if kind not in KINDS:
             raise ValueError(f"unknown feature kind {kind!r}; choose one of {', '.join(KINDS)}")
+    if amp not in _AMP:
+        raise ValueError(f"amp={amp!r}: choose one of {', '.join(_AMP)}")
     device = torch.device(device)
     model = model.to(device)
-    use_bf16 = amp == "bf16" or (amp == "auto" and device.type == "cuda")
+    dtype = _AMP["bf16" if amp == "auto" and device.type == "cuda" else amp]
     # Rows are written into arrays sized from the dataset length when it is known, so the
     # features are held once (no list of batches + concatenated copy at the end).
     total = len(loader.dataset) if hasattr(loader, "dataset") else None
@@ -107,7 +111,7 @@ def extract(model: nn.Module, loader: Iterable, kinds: Sequence[str] = ("pooled"
         if n == 0:
             continue
         images = images.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+        with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
             feats = represent(model, images, kinds, mean, std)
         for k, v in feats.items():
             v = v.float().cpu().numpy()
