@@ -77,7 +77,8 @@ class ImageFolderDataset:
             raise FileNotFoundError(
                 f"class folder {self.root / empty[0]} holds no image ({', '.join(extensions)})"
                 + (f" (nor do {len(empty) - 1} more: {', '.join(empty[1:4])})" if len(empty) > 1 else "")
-                + "; put images in it or remove it (every subfolder of the root is a class)")
+                + " (or only images already counted under another class through a link); put images in it or "
+                "remove it (every subfolder of the root is a class)")
         self.targets = np.array([label for _, label in self.samples], dtype=np.int64)
         # One flag per file in shared memory: a bad file found by one DataLoader worker is counted
         # once, skipped by all workers, and visible to the main process. No lock (a lock made in
