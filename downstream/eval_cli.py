@@ -7,8 +7,9 @@ overrides, so every setting still goes through one validated path.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Optional, Sequence, TypeVar
+from typing import TypeVar
 
 from pretrain.config import parse_args, save_config
 
@@ -40,7 +41,7 @@ def rewrite_aliases(argv: Sequence[str], aliases: Mapping[str, str]) -> list[str
     return out
 
 
-def parse_with_aliases(schema: type[T], argv: Optional[Sequence[str]], aliases: Mapping[str, str],
+def parse_with_aliases(schema: type[T], argv: Sequence[str] | None, aliases: Mapping[str, str],
                        description: str = "") -> T:
     """Parse ``argv`` (default: ``sys.argv[1:]``) into a config of ``schema``."""
     import sys
@@ -53,7 +54,7 @@ def parse_with_aliases(schema: type[T], argv: Optional[Sequence[str]], aliases: 
     return parse_args(schema, rewrite_aliases(argv, aliases), description=text)
 
 
-def save_beside(cfg: object, output: str) -> Optional[Path]:
+def save_beside(cfg: object, output: str) -> Path | None:
     """Write the resolved config next to a result file: ``knn.json`` -> ``knn.config.yaml``."""
     if not output:
         return None

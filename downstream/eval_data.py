@@ -2,20 +2,26 @@
 
 A :class:`DataSpec` names the dataset; the loaders yield ``(uint8 images (B, 3, H, W), int64
 labels (B,))`` in dataset order (resize the short side, center crop; normalisation happens on
-the device in :func:`downstream.features.represent`).
+the device in :func:`pretrain.features.represent`).
+
+Unreadable image files are left out, never replaced: the image folder is built with
+``skip_unreadable=True`` and the loader drops those items, so every feature row is the image
+its label belongs to; :func:`skipped_files` lists them for the evaluator's report.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, List, Optional
+from typing import Any
 
 import numpy as np
 from torch.utils.data import Subset
 
 from pretrain.data import EvalTransform, build_dataset, build_eval_loader
+from pretrain.data.ffcv_eval import build_ffcv_eval_loader
 from pretrain.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 log = logging.getLogger(__name__)
@@ -47,11 +53,11 @@ class DataSpec:
     batch_size: int = 128
     num_workers: int = 4
     max_samples: int = 0
-    mean: List[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
-    std: List[float] = field(default_factory=lambda: list(IMAGENET_STD))
+    mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
+    std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
 
 
-def _split_for(spec: DataSpec, role: str) -> Optional[str]:
+def _split_for(spec: DataSpec, role: str) -> str | None:
     if spec.split:
         return spec.split
     split = _DEFAULT_SPLIT[(spec.dataset, role)]
@@ -67,8 +73,32 @@ def dataset_targets(dataset: Any) -> np.ndarray:
     return np.asarray(dataset.targets, dtype=np.int64)
 
 
-def build_eval_dataset(spec: DataSpec, role: str, transform: Optional[Callable] = None) -> Any:
+def skipped_files(data: Any) -> list[str]:
+    """Unreadable files met so far by a loader or dataset, in dataset order.
+
+    Loaders, views and Subsets are unwrapped; a Subset counts only its own samples (two Subsets
+    of one folder, e.g. train and held-out val, are counted apart). [] for datasets that cannot
+    have any (Fashion-MNIST; FFCV files: the writer already left them out).
+    """
+    indices = None
+    while not hasattr(data, "skipped_paths") and hasattr(data, "dataset"):
+        if isinstance(data, Subset):
+            own = np.asarray(data.indices, dtype=np.int64)
+            indices = own if indices is None else own[indices]
+        data = data.dataset
+    if not hasattr(data, "skipped_paths"):
+        return []
+    if indices is None:
+        return list(data.skipped_paths)
+    bad = set(data.skipped_paths)
+    return [data.samples[i][0] for i in indices.tolist() if data.samples[i][0] in bad]
+
+
+def build_eval_dataset(spec: DataSpec, role: str, transform: Callable | None = None) -> Any:
     """The map-style dataset of ``spec`` for ``role`` ("train" or "test"), optionally subsampled.
+
+    An unreadable image file gives the item None (see :func:`skipped_files`); the loaders of
+    this module and `pretrain.data.loader.collate_readable` drop it.
 
     Raises:
         ValueError: Unknown dataset name, missing root, or the FFCV path (use :func:`build_eval_loader_for`).
@@ -82,7 +112,7 @@ def build_eval_dataset(spec: DataSpec, role: str, transform: Optional[Callable] 
     split = _split_for(spec, role)
     if spec.dataset == "fashion_mnist" and split == "val":
         split = "test"  # Fashion-MNIST has no separate validation split
-    dataset = build_dataset(spec.dataset, spec.root, split, transform=transform)
+    dataset = build_dataset(spec.dataset, spec.root, split, transform=transform, skip_unreadable=True)
     if 0 < spec.max_samples < len(dataset):
         keep = np.linspace(0, len(dataset) - 1, spec.max_samples).round().astype(np.int64)
         dataset = Subset(dataset, keep.tolist())
@@ -105,16 +135,12 @@ def build_eval_loader_for(spec: DataSpec, role: str, image_size: int, pin_memory
 
 
 def _ffcv_eval_loader(spec: DataSpec, image_size: int) -> Iterable:
+    if spec.max_samples:
+        log.warning("dataset=ffcv reads every sample: max_samples=%d is ignored", spec.max_samples)
     try:
-        from pretrain.data import ffcv_loader  # noqa: PLC0415 - imports ffcv lazily
+        return build_ffcv_eval_loader(spec.ffcv_path or spec.root, image_size=image_size,
+                                      batch_size=spec.batch_size, num_workers=spec.num_workers,
+                                      resize=spec.resize or None, interpolation=spec.interpolation)
     except ImportError as exc:
         raise ValueError(f"FFCV input is not supported in this install ({exc}); export the images to an "
                          "ImageFolder or install the ffcv extra (pip install -e .[ffcv])") from None
-    if not hasattr(ffcv_loader, "build_ffcv_eval_loader"):
-        raise ValueError("FFCV evaluation input is not yet supported: pretrain.data.ffcv_loader has no "
-                         "build_ffcv_eval_loader; use dataset=imagefolder or fashion_mnist")
-    if spec.max_samples:
-        log.warning("dataset=ffcv reads every sample: max_samples=%d is ignored", spec.max_samples)
-    return ffcv_loader.build_ffcv_eval_loader(spec.ffcv_path or spec.root, image_size=image_size,
-                                              batch_size=spec.batch_size, num_workers=spec.num_workers,
-                                              resize=spec.resize or None, interpolation=spec.interpolation)

@@ -2,19 +2,20 @@
 
 Protocol as in the AttMask / MSN low-shot evaluations: for each seed draw ``nu`` training
 images of every class without replacement, classify the whole test set with the weighted
-k-NN of :mod:`downstream.knn` (k = 1 for nu = 1, else k = 20, T = 0.07), and report the mean
+k-NN of :mod:`downstream.weighted_knn` (k = 1 for nu = 1, else k = 20, T = 0.07), and report the mean
 and standard deviation of top-1 / top-5 (percent) over the seeds.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-from downstream.knn import _as_tensor, check_labels, knn_classify
+from downstream.checks import as_labels, num_classes
+from downstream.weighted_knn import knn_classify
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +66,16 @@ def few_shot_knn(train_features: torch.Tensor | np.ndarray, train_labels: torch.
         shots: Images per class to draw.
         seeds: One draw per seed.
         temperature: Vote temperature T.
-        **knn_kwargs: For :func:`downstream.knn.knn_classify` (backend, device, chunk_size, progress).
+        **knn_kwargs: For :func:`downstream.weighted_knn.knn_classify` (backend, device, chunk_size,
+            progress, nonfinite).
 
     Returns:
         ``{"nu=5": {"k": 20, "top1_mean", "top1_std", "top5_mean", "top5_std", "top1": [per seed], "top5": [...]}}``.
     """
-    train_features, test_features = _as_tensor(train_features), _as_tensor(test_features)
-    train_labels, test_labels = _as_tensor(train_labels).long(), _as_tensor(test_labels).long()
-    num_classes = check_labels(train_labels, test_labels)
+    train_features = torch.as_tensor(train_features)
+    test_features = torch.as_tensor(test_features)
+    train_labels, test_labels = as_labels(train_labels, "train labels"), as_labels(test_labels, "test labels")
+    classes = num_classes(train_labels, test_labels)
     if len(seeds) == 0:
         raise ValueError("few-shot needs at least one seed")
     results = {}
@@ -82,7 +85,7 @@ def few_shot_knn(train_features: torch.Tensor | np.ndarray, train_labels: torch.
         for seed in seeds:
             idx = torch.from_numpy(sample_few_shot(train_labels.numpy(), nu, seed))
             res = knn_classify(train_features[idx], train_labels[idx], test_features, test_labels, ks=(k,),
-                               temperature=temperature, num_classes=num_classes, **knn_kwargs)[f"k={k}"]
+                               temperature=temperature, num_classes=classes, **knn_kwargs)[f"k={k}"]
             top1.append(res["top1"])
             top5.append(res["top5"])
         results[f"nu={nu}"] = {

@@ -22,7 +22,7 @@ Backends:
 from __future__ import annotations
 
 import logging
-from typing import Optional, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -49,7 +49,7 @@ class Searcher(Protocol):
 def _faiss():
     """faiss or None: the evaluator works without it (torch backend)."""
     try:
-        import faiss  # noqa: PLC0415 - optional dependency
+        import faiss  # optional dependency: the torch backend works without it
     except ImportError:
         return None
     return faiss
@@ -133,7 +133,7 @@ class TorchSearcher:
     name = "torch"
 
     def __init__(self, train: torch.Tensor | np.ndarray, device: torch.device | str = "cpu",
-                 train_block: Optional[int] = None, tile_elems: int = 16 * 2**20) -> None:
+                 train_block: int | None = None, tile_elems: int = 16 * 2**20) -> None:
         self.device = torch.device(device)
         self.train_block = train_block
         self.tile_elems = tile_elems
@@ -196,7 +196,7 @@ class FaissSearcher:
 
 
 def build_searcher(train: torch.Tensor | np.ndarray, backend: str = "auto", device: torch.device | str = "cpu",
-                   train_block: Optional[int] = None) -> Searcher:
+                   train_block: int | None = None) -> Searcher:
     """An index over normalised training features (N, D) for the chosen backend.
 
     Args:

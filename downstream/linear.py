@@ -21,17 +21,20 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from downstream.backbone import ModelSpec
+from downstream.checks import NONFINITE
 from downstream.eval_cli import parse_with_aliases, save_beside
-from downstream.eval_data import DataSpec
-from downstream.features import ModelSpec, resolve_device
-from downstream.tb import log_results, tensorboard_dir, write_json
+from downstream.eval_data import DataSpec, skipped_files
+from downstream.linear_data import prepare
+from downstream.results import log_results, tensorboard_dir, write_json
+from pretrain.distributed import select_device
 
 log = logging.getLogger(__name__)
 
@@ -147,12 +150,13 @@ class LinearConfig:
     test_data: DataSpec = field(default_factory=DataSpec)
     mode: str = "cached"  # cached (encode once, fast) | augmented (re-crop every epoch, DINO's protocol)
     # empty: cls, cls_avg, cls4, cls4_avg for [CLS]-pooled models, else pooled, avg (SimPool / GAP)
-    variants: List[str] = field(default_factory=list)
-    lrs: List[float] = field(default_factory=lambda: list(DEFAULT_LRS))  # per 256 samples
+    variants: list[str] = field(default_factory=list)
+    lrs: list[float] = field(default_factory=lambda: list(DEFAULT_LRS))  # per 256 samples
     epochs: int = 100
     batch_size: int = 1024
     val_fraction: float = 0.1
     seed: int = 0
+    nonfinite: str = "error"  # error | drop: feature rows with NaN / inf (dropped rows are counted)
     output: str = ""
     tensorboard: str = ""  # default <folder of output>/tensorboard
     device: str = "auto"
@@ -164,12 +168,18 @@ CONFIG = LinearConfig
 
 
 def run(cfg: LinearConfig) -> dict:
-    """Train the head grid, select on validation, report test accuracy; writes JSON / TensorBoard."""
-    from downstream.linear_data import prepare  # noqa: PLC0415 - linear_data imports this module's config
+    """Train the head grid, select on validation, report test accuracy; writes JSON / TensorBoard.
 
+    Returns:
+        ``{"best": {variant, lr, val_top1, val_top5, test_top1, test_top5}, "val_top1": {variant: {"lr=..":
+        top1}}, "mode", "epochs", "train_loss": [per epoch]}``, plus ``"skipped": {set: unreadable
+        images}`` when images were read, and ``"dropped_nonfinite": {set: rows}`` with ``nonfinite=drop``.
+    """
     if cfg.mode not in ("cached", "augmented"):
         raise ValueError(f"mode must be 'cached' or 'augmented', got {cfg.mode!r}")
-    device = resolve_device(cfg.device)
+    if cfg.nonfinite not in NONFINITE:
+        raise ValueError(f"nonfinite={cfg.nonfinite!r}: choose one of {', '.join(NONFINITE)}")
+    device = select_device(cfg.device)
     data = prepare(cfg, device)
     heads, losses = train_heads(data.source, data.dims, data.num_classes, cfg.lrs, cfg.epochs, cfg.batch_size,
                                 data.steps_per_epoch, device, cfg.seed, cfg.progress)
@@ -182,6 +192,14 @@ def run(cfg: LinearConfig) -> dict:
         "val_top1": {v: {f"lr={lr:g}": float(acc[i, 0]) for i, lr in enumerate(cfg.lrs)} for v, acc in val.items()},
         "mode": cfg.mode, "epochs": cfg.epochs, "train_loss": losses,
     }
+    skipped, dropped = dict(data.skipped), dict(data.dropped_nonfinite)
+    if data.augmented is not None:
+        skipped["train"] = len(skipped_files(data.augmented.dataset))
+        dropped["train"] = data.augmented.dropped
+    if skipped:
+        results["skipped"] = skipped
+    if cfg.nonfinite == "drop":
+        results["dropped_nonfinite"] = dropped
     if cfg.output:
         write_json(cfg.output, results)
         save_beside(cfg, cfg.output)
@@ -193,7 +211,7 @@ ALIASES = {"--train-features": "train_features", "--val-features": "val_features
            "--output": "output", "--checkpoint": "checkpoint", "--mode": "mode", "--device": "device"}
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     """``python -m downstream.linear --config FILE key=value ...``.
 
     Returns None (a console script passes the return value to sys.exit).

@@ -3,13 +3,20 @@
 Layout under ``<output_dir>/checkpoints/``: ``step_00001234.pt`` files, each complete
 (student, teacher, optimizer, scaler, loss centers, step, RNG, data position). A file is written
 to a temporary name, flushed and fsync'ed, then renamed, so a crash never leaves a half-written
-file under a real name; a file truncated some other way (full disk, copied by hand) is detected
-on load and skipped in favour of the previous one. Everything is loadable with
-``torch.load(weights_only=True)``.
+file under a real name; a file truncated some other way (copied by hand) is detected on load and
+skipped in favour of the previous one. Everything is loadable with ``torch.load(weights_only=True)``.
+
+Full disks: before writing, the free space of the target folder is compared with the size of
+the tensors to write (a clear ``disk full: need N MB in DIR, M MB free`` error instead of a
+partial file); a write that fails anyway removes its temporary file. Old checkpoints are deleted
+only after the new one is complete, so the last good checkpoint always survives. Temporaries
+left by a process killed during a write are removed by :func:`remove_stale_temporaries`, which
+the trainer calls once at start.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import random
@@ -24,6 +31,8 @@ log = logging.getLogger(__name__)
 
 FORMAT = "attmask-ssl/1"
 _STEP_FILE = re.compile(r"^step_(\d{8,})\.pt$")
+_TEMPORARY = re.compile(r"^\..+\.tmp\d+$")  # what atomic_save writes before the rename
+_MB = 2**20
 
 
 class CheckpointError(ValueError):
@@ -38,17 +47,108 @@ def checkpoint_dir(output_dir: str | Path) -> Path:
     return Path(output_dir) / "checkpoints"
 
 
-def atomic_save(obj: Any, path: str | Path) -> Path:
-    """Saves ``obj`` with torch.save via a temporary file + fsync + rename."""
+def _temporary(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp{os.getpid()}")
+
+
+def estimate_bytes(obj: Any) -> int:
+    """Bytes :func:`torch.save` needs for ``obj``: every distinct tensor storage, plus 1 KiB per tensor
+    and 1 MiB for the archive's records and pickle (an upper estimate, never below the real size
+    for tensor-heavy objects such as checkpoints)."""
+    storages: dict[tuple[int, int], int] = {}
+    count, stack = 0, [obj]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, torch.Tensor):
+            storage = item.untyped_storage()
+            storages[(storage.data_ptr(), storage.nbytes())] = storage.nbytes()
+            count += 1
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return sum(storages.values()) + 1024 * count + _MB
+
+
+def free_bytes(folder: str | Path) -> int:
+    """Bytes an unprivileged writer may still use in ``folder``'s file system."""
+    st = os.statvfs(folder)
+    return st.f_bavail * st.f_frsize
+
+
+def _disk_full(folder: Path, need: int, free: int) -> CheckpointError:
+    return CheckpointError(
+        f"disk full: need {need / _MB:.1f} MB in {folder}, {free / _MB:.1f} MB free; the last good checkpoint "
+        "is kept. Free space (or lower run.keep_last, or set run.output_dir to a larger disk) and resume")
+
+
+def atomic_save(obj: Any, path: str | Path, check_space: bool = True) -> Path:
+    """Saves ``obj`` with torch.save via a temporary file + fsync + rename.
+
+    Args:
+        obj: What to save.
+        path: Final file name; its folder is created.
+        check_space: Compare the free space with :func:`estimate_bytes` first.
+
+    Raises:
+        CheckpointError: ``disk full: need N MB in DIR, M MB free`` before writing when the
+            space is short, or when the write itself ran out of space. The temporary file is
+            removed on any failure; an existing file at ``path`` is untouched.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        torch.save(obj, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    need = estimate_bytes(obj) if check_space else 0
+    if check_space and need > free_bytes(path.parent):
+        raise _disk_full(path.parent, need, free_bytes(path.parent))
+    tmp = _temporary(path)
+    try:
+        with open(tmp, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        need = need or estimate_bytes(obj)
+        if _out_of_space(exc) or (isinstance(exc, (OSError, RuntimeError)) and free_bytes(path.parent) < need):
+            raise _disk_full(path.parent, need, free_bytes(path.parent)) from exc
+        raise
     return path
+
+
+def _out_of_space(exc: BaseException | None) -> bool:
+    """ENOSPC anywhere in the exception chain: torch reports a full disk as "RuntimeError: [enforce
+    fail at inline_container.cc] unexpected pos" raised while handling the OSError."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def remove_stale_temporaries(output_dir: str | Path) -> list[Path]:
+    """Delete the temporary files (``.NAME.tmpPID``) a process killed during a write left behind.
+
+    Looks in ``output_dir`` and its ``checkpoints/`` folder. Call it once at start, before any
+    process of this run writes a checkpoint (only rank 0 writes).
+
+    Returns:
+        The removed paths (each logged with its size).
+    """
+    removed = []
+    for folder in (Path(output_dir), checkpoint_dir(output_dir)):
+        if not folder.is_dir():
+            continue
+        for p in sorted(folder.iterdir()):
+            if _TEMPORARY.match(p.name) and p.is_file():
+                size = p.stat().st_size
+                p.unlink(missing_ok=True)
+                removed.append(p)
+                log.warning("removed stale temporary %s (%.1f MB) left by an interrupted checkpoint write",
+                            p, size / _MB)
+    return removed
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -87,7 +187,11 @@ def latest_good_checkpoint(output_dir: str | Path) -> tuple[Path, dict[str, Any]
 
 
 def save_step_checkpoint(state: dict[str, Any], output_dir: str | Path, keep_last: int) -> Path:
-    """Writes ``step_<step>.pt`` atomically and deletes all but the newest ``keep_last``."""
+    """Writes ``step_<step>.pt`` atomically, then deletes all but the newest ``keep_last``.
+
+    Old files are deleted only after the new one is complete; a write that fails (e.g. ``disk
+    full``, :class:`CheckpointError`) leaves the existing checkpoints as they were.
+    """
     path = atomic_save({"format": FORMAT, **state},
                        checkpoint_dir(output_dir) / f"step_{state['step']:08d}.pt")
     for _, old in list_step_checkpoints(output_dir)[:-max(1, keep_last)]:

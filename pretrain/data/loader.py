@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, default_collate
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
@@ -201,17 +201,35 @@ class _TransformedView:
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int) -> tuple[Any, int]:
+    def __getitem__(self, index: int) -> tuple[Any, int] | None:
         with _one_thread():
-            return _apply(self.dataset[index], self.transform)
+            item = self.dataset[index]
+            return None if item is None else _apply(item, self.transform)
+
+
+def collate_readable(samples: Sequence[Any]) -> Any:
+    """``default_collate`` over the samples that are not None.
+
+    None is what a dataset built with ``skip_unreadable=True`` returns for an unreadable file:
+    dropping it here keeps every row paired with its own image's label. A batch in which no
+    file was readable becomes (uint8 (0,), int64 (0,)): consumers skip empty batches.
+    """
+    kept = [s for s in samples if s is not None]
+    if not kept:
+        return torch.empty((0,), dtype=torch.uint8), torch.empty((0,), dtype=torch.int64)
+    return default_collate(kept)
 
 
 def build_eval_loader(dataset: Any, transform: Callable | None, batch_size: int, num_workers: int,
                       pin_memory: bool = False) -> DataLoader:
     """Sequential loader over the whole dataset (no shuffling, last batch kept).
 
+    Items that are None (unreadable files of a dataset built with ``skip_unreadable=True``) are
+    dropped from their batch (`collate_readable`), so a batch may hold fewer than ``batch_size``
+    rows, or none.
+
     Args:
-        dataset: Map-style dataset returning ``(image, label)``.
+        dataset: Map-style dataset returning ``(image, label)`` (or None for a skipped file).
         transform: Usually an `EvalTransform`, mapping an image to uint8 (3, H, W); None if the
             dataset already returns such tensors.
         batch_size: Samples per batch.
@@ -222,4 +240,5 @@ def build_eval_loader(dataset: Any, transform: Callable | None, batch_size: int,
         DataLoader yielding (uint8 images (B, 3, H, W), int64 labels (B,)) in dataset order.
     """
     return DataLoader(_TransformedView(dataset, transform), batch_size=batch_size, shuffle=False,
-                      num_workers=num_workers, pin_memory=pin_memory, drop_last=False)
+                      num_workers=num_workers, pin_memory=pin_memory, drop_last=False,
+                      collate_fn=collate_readable)

@@ -6,11 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from downstream.features import build_backbone, load_features, main, represent, save_features, ModelSpec
+from downstream.backbone import ModelSpec, build_backbone
+from downstream.features import load_features, main, save_features
 from pretrain.data import FashionMNIST
+from pretrain.features import represent
 from pretrain.models import create_model
 
-PICO = dict(patch_size=4, img_size=28)
+PICO = {"patch_size": 4, "img_size": 28}
 
 
 def _pico(**kw):
@@ -92,3 +94,25 @@ def test_feature_files_round_trip_and_errors(tmp_path):
         load_features(tmp_path / "bad.npz")
     with pytest.raises(FileNotFoundError, match="downstream.features"):
         load_features(tmp_path / "missing.npz")
+
+
+def test_extract_skips_empty_batches_and_matches_the_forward():
+    """pretrain.features.extract: rows are the delivered images in order (an all-unreadable batch is empty)."""
+    from pretrain.features import extract
+
+    model = _pico()
+    x = torch.randint(0, 256, (5, 3, 28, 28), dtype=torch.uint8)
+    y = torch.tensor([4, 0, 3, 1, 2])
+    loader = [(x[:3], y[:3]), (x[:0], y[:0]), (x[3:], y[3:])]
+    feats, labels = extract(model, loader, ("pooled", "cls"), "cpu", "none", progress=False)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        reference = model((x.float() / 255 - mean) / std).numpy()
+    assert labels.tolist() == [4, 0, 3, 1, 2] and feats["pooled"].dtype == np.float32
+    np.testing.assert_allclose(feats["pooled"], reference, atol=1e-5)
+    np.testing.assert_array_equal(feats["cls"], feats["pooled"])  # cls pooling: the same vector
+    with pytest.raises(ValueError, match="amp='fp8'"):
+        extract(model, loader, amp="fp8")
+    with pytest.raises(ValueError, match="no image could be read"):
+        extract(model, [(x[:0], y[:0])], progress=False)

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from downstream.knn import check_labels, knn_classify, knn_predict
+from downstream.checks import as_labels
 from downstream.knn_backends import TorchSearcher, available_backends, resolve_backend
+from downstream.weighted_knn import knn_classify, knn_predict
 
 BACKENDS = available_backends()
 
@@ -56,7 +57,7 @@ def test_matches_brute_force_every_k(backend):
 
 def test_torch_blocks_merge_exactly():
     """Walking the training set in small blocks must give the single-block answer."""
-    train, ytr = _clustered(1000, 5, 8, 2)
+    train, _ytr = _clustered(1000, 5, 8, 2)
     queries = torch.from_numpy(_clustered(64, 5, 8, 3)[0])
     one = TorchSearcher(torch.from_numpy(train), train_block=10**6).search(queries, 50)
     many = TorchSearcher(torch.from_numpy(train), train_block=33).search(queries, 50)
@@ -112,7 +113,7 @@ def test_one_class_and_many_classes():
 
 def test_bad_labels_are_explained():
     with pytest.raises(ValueError, match="negative"):
-        check_labels(torch.tensor([0, -1]))
+        as_labels(torch.tensor([0, -1]))
     with pytest.raises(ValueError, match="positive"):
         knn_classify(np.ones((4, 3)), np.zeros(4, int), np.ones((2, 3)), np.zeros(2, int), ks=(0,))
     with pytest.raises(ValueError, match="dimension"):

@@ -84,7 +84,7 @@ def test_cli_from_feature_files(tmp_path):
 
 
 def test_default_variants_follow_the_pooling():
-    from downstream.features import RawPixels
+    from downstream.backbone import RawPixels
     from downstream.linear_data import default_variants
     from pretrain.models import create_model
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import logging
 import operator
 import shutil
@@ -13,7 +14,12 @@ import torch
 from PIL import Image
 from skimage import data as skdata
 
-from pretrain.data.datasets import FashionMNIST, ImageFolderDataset, build_dataset, read_idx
+from pretrain.data.datasets import (
+    FashionMNIST,
+    ImageFolderDataset,
+    build_dataset,
+    read_idx,
+)
 
 PHOTOS = {"astronaut": skdata.astronaut, "chelsea": skdata.chelsea, "coffee": skdata.coffee,
           "camera": skdata.camera, "rocket": skdata.rocket}
@@ -189,3 +195,79 @@ def _write(tmp_path, content: bytes):
 
 def read_idx_bytes(tmp_path, content: bytes) -> np.ndarray:
     return read_idx(_write(tmp_path, content))
+
+
+def _three_files_with_loops(root):
+    """root/a/{astronaut,camera}.png, root/b/coffee.png (3 real files) + symlink loops and a second link."""
+    (root / "a").mkdir(parents=True)
+    (root / "b").mkdir()
+    for cls, name in (("a", "astronaut"), ("a", "camera"), ("b", "coffee")):
+        Image.fromarray(PHOTOS[name]()[::8, ::8]).save(root / cls / f"{name}.png")
+    (root / "a" / "up").symlink_to("..")  # the loop of the issue: a/up/a/up/...
+    (root / "b" / "self").symlink_to(".")  # b/self/self/...
+    (root / "b" / "again").symlink_to("../a")  # a second way into class a (would re-label a's files as b)
+
+
+def test_symlink_loops_count_each_real_file_once(tmp_path, caplog):
+    _three_files_with_loops(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="pretrain.data.datasets"):
+        ds = ImageFolderDataset(tmp_path)
+    assert ds.classes == ["a", "b"]
+    assert sorted((p.rsplit("/", 1)[-1], y) for p, y in ds.samples) == [
+        ("astronaut.png", 0), ("camera.png", 0), ("coffee.png", 1)]
+    assert [p for p, _ in ds.samples] == [str(tmp_path / "a" / "astronaut.png"), str(tmp_path / "a" / "camera.png"),
+                                          str(tmp_path / "b" / "coffee.png")]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "3 folder(s)" in warnings[0]  # a/up, b/again, b/self: logged once
+
+
+def test_symlinked_folder_outside_the_tree_is_followed(tmp_path):
+    outside = tmp_path / "elsewhere" / "cats"
+    outside.mkdir(parents=True)
+    Image.fromarray(PHOTOS["chelsea"]()[::8, ::8]).save(outside / "chelsea.png")
+    root = tmp_path / "data"
+    (root / "dogs").mkdir(parents=True)
+    Image.fromarray(PHOTOS["coffee"]()[::8, ::8]).save(root / "dogs" / "d.png")
+    (root / "cats").symlink_to(outside)  # a linked class folder
+    (root / "dogs" / "more").symlink_to(outside)  # ... linked a second time: counted once, as class cats
+    ds = ImageFolderDataset(root)
+    assert [(p.rsplit("/", 1)[-1], y) for p, y in ds.samples] == [("chelsea.png", 0), ("d.png", 1)]
+
+
+@pytest.mark.slow  # the ffcv writer's start-up: 10-20 s on a busy 2-core machine
+@pytest.mark.skipif(importlib.util.find_spec("ffcv") is None, reason="ffcv is not installed")
+def test_beton_writer_writes_each_real_file_once(tmp_path):
+    from pretrain.data.ffcv_writer import write_beton
+
+    _three_files_with_loops(tmp_path / "imgs")
+    report = write_beton(tmp_path / "x.beton", "imagefolder", tmp_path / "imgs", max_resolution=64, workers=1,
+                         progress=False)
+    assert report.written == 3 and report.skipped == []
+
+
+def test_empty_class_folder_is_an_error_naming_it(tmp_path):
+    _write_folder(tmp_path)
+    (tmp_path / "zebra").mkdir()
+    (tmp_path / "zebra" / "notes.txt").write_text("no image here")
+    with pytest.raises(FileNotFoundError, match=r"class folder .*zebra holds no image.*remove it"):
+        ImageFolderDataset(tmp_path)
+
+
+def test_skip_unreadable_returns_none_and_eval_loader_drops_exactly_those(tmp_path):
+    from pretrain.data.loader import build_eval_loader
+
+    bad = _write_folder(tmp_path, corrupt=True)
+    (tmp_path / "things" / "empty.jpg").write_bytes(b"")  # 0-byte file
+    ds = ImageFolderDataset(tmp_path, skip_unreadable=True)
+    paths = [p for p, _ in ds.samples]
+    assert len(ds) == 7 and ds[paths.index(str(bad[0]))] is None
+    def sizes(im):  # (W, H) identifies each photo
+        return torch.tensor(im.size)
+
+    loader = build_eval_loader(ds, sizes, batch_size=2, num_workers=0)
+    images, labels = zip(*[(x, y) for x, y in loader if len(y)])
+    got = [(tuple(s.tolist()), int(y)) for x, ys in zip(images, labels) for s, y in zip(x, ys)]
+    expected = [(Image.open(p).size, y) for p, y in ds.samples if p not in {str(b) for b in bad}
+                and not p.endswith("empty.jpg")]
+    assert got == expected and len(got) == 4
+    assert ds.skipped == 3 and sorted(ds.skipped_paths) == sorted(map(str, bad + [tmp_path / "things" / "empty.jpg"]))

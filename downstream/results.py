@@ -1,10 +1,12 @@
-"""Evaluator results to TensorBoard: every numeric leaf of a nested result dict becomes a scalar."""
+"""Where evaluator results go: a JSON file and TensorBoard scalars (every numeric leaf of the result dict)."""
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +21,7 @@ def flatten_scalars(results: dict, prefix: str = "") -> Iterator[tuple[str, floa
             yield tag, float(value)
 
 
-def tensorboard_dir(explicit: str, output: str) -> Optional[Path]:
+def tensorboard_dir(explicit: str, output: str) -> Path | None:
     """Where events go: ``explicit`` if set, else ``<folder of output>/tensorboard``, else None."""
     if explicit:
         return Path(explicit)
@@ -28,11 +30,13 @@ def tensorboard_dir(explicit: str, output: str) -> Optional[Path]:
     return None
 
 
-def log_results(log_dir: Optional[str | Path], results: dict, prefix: str, step: int = 0) -> Optional[Path]:
+def log_results(log_dir: str | Path | None, results: dict, prefix: str, step: int = 0) -> Path | None:
     """Write the scalars of ``results`` under ``prefix`` (e.g. "knn") to ``log_dir``; no-op when None."""
     if log_dir is None:
         return None
-    from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415 - only when asked for
+    from torch.utils.tensorboard import (
+        SummaryWriter,  # only when asked for: it imports tensorboard
+    )
 
     log_dir = Path(log_dir)
     with SummaryWriter(str(log_dir)) as writer:
@@ -44,8 +48,6 @@ def log_results(log_dir: Optional[str | Path], results: dict, prefix: str, step:
 
 def write_json(path: str, results: Any) -> None:
     """Results as indented JSON (parent folders created)."""
-    import json  # noqa: PLC0415
-
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
