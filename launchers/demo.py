@@ -28,7 +28,7 @@ from pretrain.data.fashion_mnist import ensure_fashion_mnist
 from pretrain.data.loader import build_eval_loader
 from pretrain.data.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform
 from pretrain.models import create_model_from_checkpoint
-from pretrain.online_knn import extract
+from pretrain.features import extract
 from pretrain.train import run
 
 log = logging.getLogger("demo")
@@ -47,8 +47,9 @@ def feature_knn(checkpoint: Path, root: Path, size: int, k: int = 20) -> float:
     feats = {}
     for split in ("train", "test"):
         loader = build_eval_loader(build_dataset("fashion_mnist", root, split), tf, 512, 2)
-        feats[split] = extract(model.eval(), loader, torch.device("cpu"), IMAGENET_MEAN,
-                               IMAGENET_STD, torch.autocast("cpu", enabled=False))
+        f, y = extract(model.eval(), loader, ("pooled",), "cpu", "none", IMAGENET_MEAN, IMAGENET_STD,
+                       progress=False)
+        feats[split] = (torch.from_numpy(f["pooled"]), torch.from_numpy(y))
     return top1(*feats["train"], *feats["test"], k=k)
 
 

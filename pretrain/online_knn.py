@@ -16,7 +16,8 @@ from torch import nn
 
 from pretrain.data.datasets import build_dataset
 from pretrain.data.loader import build_eval_loader
-from pretrain.data.transforms import EvalTransform, normalize_on_device
+from pretrain.data.transforms import EvalTransform
+from pretrain.features import extract
 
 log = logging.getLogger(__name__)
 
@@ -46,19 +47,6 @@ def weighted_knn_top1(train_feats: torch.Tensor, train_labels: torch.Tensor,
     return 100.0 * correct / test.shape[0]
 
 
-@torch.no_grad()
-def extract(backbone: nn.Module, loader, device: torch.device, mean, std,
-            autocast) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pooled features (N, D) and labels (N,) of every batch of ``loader``."""
-    feats, labels = [], []
-    for images, y in loader:
-        x = normalize_on_device(images.to(device, non_blocking=True), mean, std)
-        with autocast:
-            feats.append(backbone(x).float().cpu())
-        labels.append(y)
-    return torch.cat(feats), torch.cat(labels)
-
-
 def _subset(dataset, limit: int, seed: int):
     if limit <= 0 or limit >= len(dataset):
         return dataset
@@ -81,18 +69,24 @@ class KnnMonitor:
                  max_train: int, max_test: int, image_size: int, k: int, temperature: float,
                  batch_size: int, num_workers: int, mean, std) -> None:
         tf = EvalTransform(image_size, resize=image_size)
-        self.train = build_eval_loader(_subset(build_dataset(dataset, root, train_split), max_train, 0),
+
+        def subset(split: str, limit: int, seed: int):
+            return _subset(build_dataset(dataset, root, split, skip_unreadable=True), limit, seed)
+
+        self.train = build_eval_loader(subset(train_split, max_train, 0),
                                        tf, batch_size, num_workers)
-        self.test = build_eval_loader(_subset(build_dataset(dataset, root, test_split), max_test, 1),
+        self.test = build_eval_loader(subset(test_split, max_test, 1),
                                       tf, batch_size, num_workers)
         self.k, self.temperature, self.mean, self.std = k, temperature, mean, std
 
-    def evaluate(self, backbone: nn.Module, device: torch.device, autocast) -> float:
+    def evaluate(self, backbone: nn.Module, device: torch.device, amp: str) -> float:
+        """Top-1 (%) of ``backbone``'s pooled features; ``amp`` is the run's resolved autocast."""
         was_training = backbone.training
         backbone.eval()
         try:
-            tr_x, tr_y = extract(backbone, self.train, device, self.mean, self.std, autocast)
-            te_x, te_y = extract(backbone, self.test, device, self.mean, self.std, autocast)
+            feats = [extract(backbone, loader, ("pooled",), device, amp, self.mean, self.std,
+                             progress=False) for loader in (self.train, self.test)]
         finally:
             backbone.train(was_training)
+        (tr_x, tr_y), (te_x, te_y) = [(torch.from_numpy(f["pooled"]), torch.from_numpy(y)) for f, y in feats]
         return weighted_knn_top1(tr_x, tr_y, te_x, te_y, self.k, self.temperature)

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from pretrain.build import build_run, configure_logging, seed_everything
-from pretrain.checkpoint import latest_good_checkpoint, save_step_checkpoint
+from pretrain.checkpoint import latest_good_checkpoint, remove_stale_temporaries, save_step_checkpoint
 from pretrain.config import ConfigError, PretrainConfig, parse_args, save_config
 from pretrain.distributed import barrier, cleanup, init_distributed, select_device
 from pretrain.preemption import REQUESTS, Preempted, install_signal_handlers, request_checkpoint
@@ -55,6 +55,7 @@ def run(cfg: PretrainConfig) -> dict[str, Any]:
         check_resumable(cfg, found[1], found[0])  # before anything in the folder is touched
     configure_logging(out, dist.is_main)
     if dist.is_main:
+        remove_stale_temporaries(out)  # left by a kill during a checkpoint write
         save_config(cfg, out / "config.yaml")
     seed_everything(cfg.run.seed + dist.rank, cfg.run.deterministic)
     r = build_run(cfg, device, dist)
@@ -159,7 +160,7 @@ def _end_of_epoch(r: Run, state: TrainState, monitor: RunMonitor) -> None:
     every = r.cfg.knn.every_epochs
     if every > 0 and state.epoch % every == 0:
         if r.dist.is_main:
-            state.last_knn = r.knn.evaluate(r.teacher.backbone, r.device, r.autocast())
+            state.last_knn = r.knn.evaluate(r.teacher.backbone, r.device, r.amp)
             monitor.scalar("knn/top1", state.last_knn, state.step)
             log.info("epoch %d: online k-NN top-1 %.2f%%", state.epoch, state.last_knn)
         barrier()

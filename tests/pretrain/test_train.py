@@ -61,6 +61,20 @@ def test_interrupted_run_resumes_to_identical_weights(tmp_path, fashion_mnist_ro
     assert_same_weights(final_weights(full), final_weights(part))
 
 
+def test_temporaries_of_a_killed_checkpoint_write_are_removed_at_start(tmp_path, fashion_mnist_root):
+    """A kill during atomic_save leaves ``.step_X.pt.tmpPID``; the next start deletes it, keeps the rest."""
+    out = tmp_path / "run"
+    stale = out / "checkpoints" / ".step_00000002.pt.tmp4242"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"half a checkpoint")
+    keep = out / "checkpoints" / "notes.txt"
+    keep.write_text("not ours to delete")
+    summary = run(tiny(out, fashion_mnist_root, "run.max_steps=1"))
+    assert summary["step"] == 1
+    assert not stale.exists()
+    assert keep.read_text() == "not ours to delete"
+
+
 @pytest.mark.slow
 def test_truncated_newest_checkpoint_is_skipped(tmp_path, fashion_mnist_root, caplog):
     out = tmp_path / "run"
