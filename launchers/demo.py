@@ -57,7 +57,10 @@ def pixel_knn(root: Path, k: int = 20) -> float:
     """The same k-NN on the raw 28x28 pixels of the same split."""
     tr = build_dataset("fashion_mnist", root, "train")
     te = build_dataset("fashion_mnist", root, "test")
-    as_x = lambda ds: torch.from_numpy(ds.images.reshape(len(ds), -1).astype(np.float32))
+
+    def as_x(ds):
+        return torch.from_numpy(ds.images.reshape(len(ds), -1).astype(np.float32))
+
     return top1(as_x(tr), torch.from_numpy(tr.labels), as_x(te), torch.from_numpy(te.labels), k=k)
 
 

@@ -49,9 +49,9 @@ def test_contract_shapes_and_labels(fmnist_small):
     loader = _loader(images, labels)
     assert len(loader) == 200 // 16
     loader.set_epoch(0)
-    g, l, y = next(iter(loader))
+    g, loc, y = next(iter(loader))
     assert g.shape == (2, 16, 3, 28, 28) and g.dtype == torch.uint8
-    assert l.shape == (3, 16, 3, 14, 14) and l.dtype == torch.uint8
+    assert loc.shape == (3, 16, 3, 14, 14) and loc.dtype == torch.uint8
     assert y.dtype == torch.int64 and set(y.tolist()) <= set(range(10))
     assert not torch.equal(g[0], g[1]), "two global views differ"
 
