@@ -93,15 +93,22 @@ def test_every_choice_field_rejects_a_bad_value(key):
         load_config(PretrainConfig, None, [f"{key}=bogus"])
     load_config(PretrainConfig, None, [f"{key}={valid[-1]}"] + (["mask.strategy=none"] if valid[-1] == "dino" else [])
                 + (["data.dataset=fashion_mnist"] if valid[-1] == "batched" else [])
-                + (["data.ffcv_path=x.beton"] if valid[-1] == "ffcv" else []))
+                + (["data.ffcv_path=x.beton"] if valid[-1] == "ffcv" else [])
+                + (["head.shared_head=false"] if valid[-1] == "separate" else []))
 
 
 def test_the_choice_lists_match_what_the_packages_accept():
     from pretrain.masking import STRATEGIES
-    from pretrain.models.attention import KEY_VARIANTS
-    from pretrain.models.pooling import POOLINGS
+    from pretrain.models.attention import ATTENTION_PATHS, KEY_VARIANTS
+    from pretrain.models.pooling import POOLINGS, SIMPOOL_BETAS
+    from pretrain.models.pos_embed import POS_EMBED_INTERP
+    from pretrain.models.teacher_student import PATCH_HEAD_LAYOUTS
 
     c = choices_of(PretrainConfig)
+    assert set(c["model.attention"]) == set(ATTENTION_PATHS)
+    assert set(c["model.pos_embed_interp"]) == set(POS_EMBED_INTERP)
+    assert set(c["model.simpool_beta"]) == set(SIMPOOL_BETAS)
+    assert set(c["head.patch_head_layout"]) == set(PATCH_HEAD_LAYOUTS)
     assert set(c["mask.strategy"]) == set(STRATEGIES)
     assert set(c["model.pooling"]) == set(POOLINGS)
     assert set(c["model.key_variant"]) == set(KEY_VARIANTS)
