@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 CV_TO_GL = np.diag([1.0, -1.0, -1.0, 1.0])
+Z_UP = (0.0, 0.0, 1.0)
 
 
 def matrix_to_quaternion(rot: np.ndarray) -> np.ndarray:
@@ -42,7 +43,7 @@ def quaternion_to_matrix(q: np.ndarray) -> np.ndarray:
                      [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
 
 
-def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0, 0.0, 1.0])) -> np.ndarray:
+def look_at(eye: np.ndarray, target: np.ndarray, up: tuple[float, float, float] = Z_UP) -> np.ndarray:
     """Camera-to-world (4, 4) of an OpenCV camera at ``eye`` looking at ``target``, world ``up``."""
     eye, target = np.asarray(eye, dtype=np.float64), np.asarray(target, dtype=np.float64)
     z = target - eye

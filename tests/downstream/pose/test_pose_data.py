@@ -40,6 +40,7 @@ def test_reads_7scenes_fixture(tmp_path):
     np.testing.assert_allclose(train.table.xyz[0], [0.1087, -0.1937, 0.1289], rtol=1e-6)
     assert abs(np.linalg.norm(train.table.quat[0]) - 1) < 1e-6 and train.table.line == [2, 3, 5]
     img, xyz, quat, scene = train[1]
+    assert xyz.tolist() == pytest.approx([0.0305, -0.0101, 0.1347])
     assert img.shape == (3, 16, 16) and str(img.dtype) == "torch.uint8" and scene == 0
     assert img[0, 0, 0] == 200 and img[1, 0, 0] == 40 and quat.tolist() == [1.0, 0.0, 0.0, 0.0]
     test = open_split(tmp_path, "poses.csv", "test", image_size=16, names=train.names)
