@@ -214,8 +214,10 @@ def render_dataset(out: str | Path, scenes: int = 4, size: int = 96, train_frame
         writer.writerow(["scene", "split", "seq", "img_path", "t1", "t2", "t3", "q1", "q2", "q3", "q4"])
         writer.writerows(rows)
     seconds = time.perf_counter() - start
-    return {"frames": frames, "seconds": seconds, "frames_per_s": frames / max(seconds, 1e-9),
-            "csv": str(out / "poses.csv"), "size": size}
+    info = {"frames": frames, "seconds": seconds, "frames_per_s": frames / max(seconds, 1e-9),
+            "csv": str(out / "poses.csv"), "size": size, "scenes": scenes, "seed": seed}
+    (out / "render_info.json").write_text(json.dumps(info, indent=2) + "\n")
+    return info
 
 
 def main(argv: Sequence[str] | None = None) -> None:
