@@ -50,6 +50,7 @@ ENTRY_POINTS = {
     "knn": "downstream.knn",
     "linear": "downstream.linear",
     "features": "downstream.features",
+    "pose": "downstream.pose.train",
 }
 LAUNCH_LOG = "launches.jsonl"
 

@@ -64,7 +64,7 @@ def run(cfg: PoseConfig) -> dict:
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
-    out_dir = Path(cfg.output_dir or "runs/pose")
+    out_dir = Path(cfg.output_dir or (Path(cfg.output).parent if cfg.output else "runs/pose"))
     backbone = build_backbone(cfg.checkpoint, cfg.model, cfg.data.image_size).to(device)
     if cfg.finetune:
         backbone.requires_grad_(True).train()
