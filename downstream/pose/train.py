@@ -126,7 +126,7 @@ def run(cfg: PoseConfig) -> dict:
                 for k, v in {"loss": loss.detach(), **parts, "s_x": criterion.s_x.detach(),
                              "s_q": criterion.s_q.detach()}.items():
                     writer.add_scalar(f"pose_train/{k}", float(v), step)
-                bar.set_postfix(loss=f"{float(loss):.3f}")
+                bar.set_postfix(loss=f"{loss.item():.3f}")
         sched.step()
         t_train += time.perf_counter() - t0
         if (epoch + 1) % cfg.ckpt_every_epochs == 0 or epoch + 1 == cfg.optim.epochs:
