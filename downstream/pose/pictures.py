@@ -68,10 +68,13 @@ def entropy_bars(runs: Mapping[str, Mapping[str, list[dict]]], path: Path, key: 
         for j, (name, att) in enumerate(runs.items()):
             vals = [d[key] for d in att[branch]]
             ax.bar(np.arange(len(vals)) + j * width, vals, width, label=name)
+        top = att[branch][0].get("uniform_entropy") if key == "entropy" else None
+        if top is not None:
+            ax.axhline(top, color="0.4", ls="--", lw=1, label="uniform (log N)")
         ax.set_xticks(np.arange(len(vals)) + width * (len(runs) - 1) / 2, [f"L{i + 1}" for i in range(len(vals))])
         ax.set_title(f"{branch} encoder", fontsize=10)
         ax.set_ylabel(f"attention {key}" + (" (nats)" if key == "entropy" else ""))
-    axes[0][-1].legend(fontsize=7)
+    axes[0][-1].legend(fontsize=7, loc="lower right", framealpha=0.9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

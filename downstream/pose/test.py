@@ -13,6 +13,7 @@ encoder layer: self-attention entropy (nats), QKA distance, query-region purity 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -61,10 +62,11 @@ def predict(head, backbone, source, mean: Sequence[float], std: Sequence[float],
 
 @torch.no_grad()
 def attention_diagnostics(head, tokens: torch.Tensor, neighbours: int = 10) -> dict[str, list[dict[str, float]]]:
-    """Per branch and encoder layer: entropy, QKA distance, mean query-region purity on (B, N, D) tokens."""
+    """Per branch and encoder layer: entropy (and log N, its uniform maximum), QKA distance, mean purity."""
     head.eval()
     o = head(tokens, want_attn=True)
-    return {b: [{"layer": i, "entropy": float(attention_entropy(r.attn)), "qka_distance": float(qka_distance(r.q, r.k)),
+    return {b: [{"layer": i, "entropy": float(attention_entropy(r.attn)), "uniform_entropy": math.log(r.attn.shape[-1]),
+                 "qka_distance": float(qka_distance(r.q, r.k)),
                  "purity": float(query_region_purity(r.q, r.k, neighbours).mean())} for i, r in enumerate(recs)]
             for b, recs in o.records.items()}
 
