@@ -57,6 +57,43 @@ def summarize(runs: list[dict]) -> dict:
     return out
 
 
+def fmt(stat: dict, digits: int = 3) -> str:
+    return f"{stat['mean']:.{digits}f} +- {stat['std']:.{digits}f}"
+
+
+def write_markdown(report: dict, path: Path) -> Path:
+    """The results table of ``pose.json`` as markdown (numbers only; the discussion is added by hand)."""
+    meta, summary = report["meta"], report["summary"]
+    lines = ["# Pose benchmark: learned vs fixed PE, with and without QKA", "",
+             f"Date: {meta['date']}  ", f"Machine: {meta['machine']}, nproc={meta['nproc']}, torch {meta['torch']}, "
+             f"torch threads={meta['torch_threads']}; load average at start {meta['load_avg_start'][0]:.1f}, at end "
+             f"{meta['load_avg_end'][0]:.1f} (other jobs shared the 2 cores); {meta['minutes']:.0f} min in all.  ",
+             f"Backbone: `{meta['checkpoint']}` (frozen, tokens cached). Head: configs/downstream/pose_cpu.yaml, "
+             f"{meta['epochs']} epochs, seeds {meta['seeds']}, overrides {meta['overrides'] or 'none'}.  ",
+             f"Data: {meta['data'].get('scenes')} rendered rooms, {meta['data'].get('frames')} frames at "
+             f"{meta['data'].get('size')} px (train 300 / test 100 per scene), fed at 56 px (8 x 8 tokens).  ",
+             "Renderer: " + ", ".join(f"{v:.0f} frames/s at {k}" for k, v in meta["render_speed"].items()) + ".  ",
+             "Command: `OMP_NUM_THREADS=1 python benchmarks/pose.py --checkpoint ... --data ...`", "",
+             "Mean over seeds +- std of the mean over the 4 scenes of the per-scene medians; recall and scene "
+             "accuracy pooled over test frames.", "",
+             "| variant | median pos (m) | median ori (deg) | mean pos (m) | mean ori (deg) | R(0.25 m, 2 deg) | "
+             "R(0.5 m, 5 deg) | R(5 m, 10 deg) | scene acc | train frames/s |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, s in summary.items():
+        r = list(s["recall"].values())
+        lines.append(f"| {name} | {fmt(s['mean_of_median_pos_m'])} | {fmt(s['mean_of_median_ori_deg'], 2)} | "
+                     f"{fmt(s['mean_of_mean_pos_m'])} | {fmt(s['mean_of_mean_ori_deg'], 2)} | {fmt(r[0])} | "
+                     f"{fmt(r[1])} | {fmt(r[2])} | {fmt(s['scene_accuracy'])} | {s['train_frames_per_s']['mean']:.0f} |")
+    lines += ["", "Attention diagnostics (mean over seeds; entropy in nats, log N = log 64 = 4.16 is uniform):", "",
+              "| variant | branch | entropy per layer | QKA distance per layer | query-region purity per layer |",
+              "|---|---|---|---|---|"]
+    for name, s in summary.items():
+        for branch, layers in s["attention"].items():
+            cols = [" / ".join(f"{d[k]:.2f}" for d in layers) for k in ("entropy", "qka_distance", "purity")]
+            lines.append(f"| {name} | {branch} | " + " | ".join(cols) + " |")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", default="runs/demo/checkpoint.pt")
@@ -65,7 +102,11 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--overrides", nargs="*", default=[])
+    ap.add_argument("--report-only", action="store_true", help="rewrite pose.md from pose.json")
     args = ap.parse_args()
+    if args.report_only:
+        write_markdown(json.loads((RESULTS / "pose.json").read_text()), RESULTS / "pose.md")
+        return
     torch.set_num_threads(1)
     load0 = os.getloadavg()
     data = Path(args.data)
@@ -99,7 +140,9 @@ def main() -> None:
             "checkpoint": args.checkpoint, "epochs": args.epochs, "seeds": args.seeds,
             "overrides": args.overrides, "data": json.loads((data / "render_info.json").read_text()) if (data / "render_info.json").is_file() else {},
             "render_speed": {k: v["frames_per_s"] for k, v in speed.items()}}
-    (RESULTS / "pose.json").write_text(json.dumps({"meta": meta, "summary": summary, "runs": all_runs}, indent=1))
+    report = {"meta": meta, "summary": summary, "runs": all_runs}
+    (RESULTS / "pose.json").write_text(json.dumps(report, indent=1))
+    write_markdown(report, RESULTS / "pose.md")
     print(json.dumps({"meta": meta, "summary": {n: {k: s[k] for k in ("mean_of_median_pos_m", "mean_of_median_ori_deg")}
                                                  for n, s in summary.items()}}, indent=1))
 
