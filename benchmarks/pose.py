@@ -65,19 +65,19 @@ def write_markdown(report: dict, path: Path) -> Path:
     """The results table of ``pose.json`` as markdown (numbers only; the discussion is added by hand)."""
     meta, summary = report["meta"], report["summary"]
     lines = ["# Pose benchmark: learned vs fixed PE, with and without QKA", "",
-             f"Date: {meta['date']}  ", f"Machine: {meta['machine']}, nproc={meta['nproc']}, torch {meta['torch']}, "
+             f"Date: {meta['date']}  ", (f"Machine: {meta['machine']}, nproc={meta['nproc']}, torch {meta['torch']}, "
              f"torch threads={meta['torch_threads']}; load average at start {meta['load_avg_start'][0]:.1f}, at end "
-             f"{meta['load_avg_end'][0]:.1f} (other jobs shared the 2 cores); {meta['minutes']:.0f} min in all.  ",
-             f"Backbone: `{meta['checkpoint']}` (frozen, tokens cached). Head: configs/downstream/pose_cpu.yaml, "
-             f"{meta['epochs']} epochs, seeds {meta['seeds']}, overrides {meta['overrides'] or 'none'}.  ",
-             f"Data: {meta['data'].get('scenes')} rendered rooms, {meta['data'].get('frames')} frames at "
-             f"{meta['data'].get('size')} px (train 300 / test 100 per scene), fed at 56 px (8 x 8 tokens).  ",
+             f"{meta['load_avg_end'][0]:.1f} (other jobs shared the 2 cores); {meta['minutes']:.0f} min in all.  "),
+             (f"Backbone: `{meta['checkpoint']}` (frozen, tokens cached). Head: configs/downstream/pose_cpu.yaml, "
+             f"{meta['epochs']} epochs, seeds {meta['seeds']}, overrides {meta['overrides'] or 'none'}.  "),
+             (f"Data: {meta['data'].get('scenes')} rendered rooms, {meta['data'].get('frames')} frames at "
+             f"{meta['data'].get('size')} px (train 300 / test 100 per scene), fed at 56 px (8 x 8 tokens).  "),
              "Renderer: " + ", ".join(f"{v:.0f} frames/s at {k}" for k, v in meta["render_speed"].items()) + ".  ",
              "Command: `OMP_NUM_THREADS=1 python benchmarks/pose.py --checkpoint ... --data ...`", "",
-             "Mean over seeds +- std of the mean over the 4 scenes of the per-scene medians; recall and scene "
-             "accuracy pooled over test frames.", "",
-             "| variant | median pos (m) | median ori (deg) | mean pos (m) | mean ori (deg) | R(0.25 m, 2 deg) | "
-             "R(0.5 m, 5 deg) | R(5 m, 10 deg) | scene acc | train frames/s |", "|---|---|---|---|---|---|---|---|---|---|"]
+             ("Mean over seeds +- std of the mean over the 4 scenes of the per-scene medians; recall and scene "
+             "accuracy pooled over test frames."), "",
+             ("| variant | median pos (m) | median ori (deg) | mean pos (m) | mean ori (deg) | R(0.25 m, 2 deg) | "
+             "R(0.5 m, 5 deg) | R(5 m, 10 deg) | scene acc | train frames/s |"), "|---|---|---|---|---|---|---|---|---|---|"]
     for name, s in summary.items():
         r = list(s["recall"].values())
         lines.append(f"| {name} | {fmt(s['mean_of_median_pos_m'])} | {fmt(s['mean_of_median_ori_deg'], 2)} | "
