@@ -58,6 +58,22 @@ def train_step(head, criterion, tokens, xyz, quat, scene, qka_weight: float) -> 
     return loss, {**parts, "nll": nll.detach(), **{f"qka_{k}": v.detach() for k, v in qka.items()}}
 
 
+def resume(out_dir: Path, head, criterion, opt, sched, backbone=None) -> int:
+    """Load the newest good epoch checkpoint into the given objects; returns its epoch (0 = none)."""
+    found = latest_head_checkpoint(out_dir)
+    if found is None:
+        return 0
+    path, state = found
+    head.load_state_dict(state["head"])
+    criterion.load_state_dict(state["loss"])
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    if backbone is not None and "backbone" in state:
+        backbone.load_state_dict(state["backbone"])
+    log.info("resumed from %s (epoch %d)", path, state["epoch"])
+    return int(state["epoch"])
+
+
 def run(cfg: PoseConfig) -> dict:
     """Train (resuming if possible) and test; returns the test results (see :func:`downstream.pose.test.evaluate`)."""
     torch.manual_seed(cfg.seed)
@@ -89,18 +105,7 @@ def run(cfg: PoseConfig) -> dict:
         params.append({"params": list(backbone.parameters()), "lr": cfg.optim.backbone_lr})
     opt = torch.optim.Adam(params, eps=cfg.optim.eps, weight_decay=cfg.optim.weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, cfg.optim.lr_step_epochs, cfg.optim.gamma)
-    start_epoch = 0
-    found = latest_head_checkpoint(out_dir)
-    if found is not None:
-        path, state = found
-        head.load_state_dict(state["head"])
-        criterion.load_state_dict(state["loss"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        if cfg.finetune and "backbone" in state:
-            backbone.load_state_dict(state["backbone"])
-        start_epoch = int(state["epoch"])
-        log.info("resumed from %s (epoch %d)", path, start_epoch)
+    start_epoch = resume(out_dir, head, criterion, opt, sched, backbone if cfg.finetune else None)
     gen = torch.Generator().manual_seed(cfg.seed)
     loader = DataLoader(train_src, batch_size=cfg.optim.batch_size, shuffle=True, generator=gen, drop_last=True,
                         num_workers=0 if cfg.cache_tokens and not cfg.finetune else cfg.data.workers)
