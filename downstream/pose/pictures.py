@@ -19,6 +19,8 @@ import torch
 
 log = logging.getLogger(__name__)
 
+LABELS = {"entropy": "attention entropy (nats)", "purity": "query-region purity", "qka_distance": "QKA distance"}
+
 
 def _plt():
     import matplotlib
@@ -73,7 +75,7 @@ def entropy_bars(runs: Mapping[str, Mapping[str, list[dict]]], path: Path, key: 
             ax.axhline(top, color="0.4", ls="--", lw=1, label="uniform (log N)")
         ax.set_xticks(np.arange(len(vals)) + width * (len(runs) - 1) / 2, [f"L{i + 1}" for i in range(len(vals))])
         ax.set_title(f"{branch} encoder", fontsize=10)
-        ax.set_ylabel(f"attention {key}" + (" (nats)" if key == "entropy" else ""))
+        ax.set_ylabel(LABELS.get(key, key))
     axes[0][-1].legend(fontsize=7, loc="lower right", framealpha=0.9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
