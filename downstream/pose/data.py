@@ -163,11 +163,26 @@ class PoseDataset(Dataset):
                 int(self.scene[i]))
 
 
+def concat_tables(tables: Sequence[PoseTable]) -> PoseTable:
+    """Several tables as one (e.g. MS-Transformer's per-scene test CSVs); ``path`` names them all."""
+    if len(tables) == 1:
+        return tables[0]
+    lists = {k: [v for t in tables for v in getattr(t, k)] for k in ("scene", "split", "seq", "img_path", "line")}
+    return PoseTable(" + ".join(t.path for t in tables), xyz=np.concatenate([t.xyz for t in tables]),
+                     quat=np.concatenate([t.quat for t in tables]), **lists)
+
+
 def open_split(root: str | Path, csv_file: str, split: str, image_size: int, channels: int = 3,
                names: Sequence[str] | None = None) -> PoseDataset:
-    """One split as a dataset; ``names`` None = this table's own sorted scenes (the training set)."""
-    path = Path(csv_file) if Path(csv_file).is_absolute() else Path(root) / csv_file
-    table = read_pose_csv(path, split)
+    """One split as a dataset; ``names`` None = this table's own sorted scenes (the training set).
+
+    ``csv_file`` may list several files separated by commas (relative to ``root`` or absolute).
+    """
+    paths = [Path(f.strip()) if Path(f.strip()).is_absolute() else Path(root) / f.strip()
+             for f in csv_file.split(",") if f.strip()]
+    if not paths:
+        raise PoseDataError("no CSV file given: set data.train_csv (and data.test_csv) to the pose CSV(s)")
+    table = concat_tables([read_pose_csv(p, split) for p in paths])
     names = scene_names(table) if names is None else names
-    log.info("%s (split %r): %d frames, scenes %s", path, split, len(table), ", ".join(names))
+    log.info("%s (split %r): %d frames, scenes %s", table.path, split, len(table), ", ".join(names))
     return PoseDataset(table, root, names, image_size, channels)

@@ -46,6 +46,9 @@ def test_reads_7scenes_fixture(tmp_path):
     test = open_split(tmp_path, "poses.csv", "test", image_size=16, names=train.names)
     assert len(test) == 1 and test.scene.tolist() == [0]
     assert len(read_pose_csv(tmp_path / "poses.csv")) == 4  # split "" keeps every row
+    (tmp_path / "more.csv").write_text(HEADER + ROWS[1] + "\n")  # several CSVs, e.g. per-scene test files
+    both = open_split(tmp_path, "poses.csv, more.csv", "train", image_size=8, names=train.names)
+    assert len(both) == 4 and both.scene.tolist() == [2, 0, 1, 0] and both.table.line == [2, 3, 5, 2]
     gray = open_split(tmp_path, "poses.csv", "train", image_size=8, channels=1)
     assert gray[0][0].shape == (1, 8, 8)
 
