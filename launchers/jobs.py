@@ -51,6 +51,7 @@ ENTRY_POINTS = {
     "knn": "downstream.knn",
     "linear": "downstream.linear",
     "features": "downstream.features",
+    "pose": "downstream.pose.train",
 }
 LAUNCH_LOG = "launches.jsonl"
 

@@ -1,0 +1,94 @@
+"""Typed configuration of the pose evaluator, and the constructors that turn it into modules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from downstream.features import ModelSpec
+from downstream.pose.losses import LOSS_INIT, PoseLoss
+from downstream.pose.model import PoseHead
+
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+
+
+@dataclass
+class PoseDataSpec:
+    root: str = ""  # folder the CSV's img_path entries are relative to
+    train_csv: str = "poses.csv"  # relative to root (or absolute)
+    test_csv: str = ""  # "" = train_csv
+    train_split: str = "train"  # rows of the CSV's split column ("" = all rows)
+    test_split: str = "test"
+    image_size: int = 112  # square input side (short side resized, centre crop)
+    mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
+    std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
+    workers: int = 0
+
+
+@dataclass
+class HeadSpec:
+    """MS-Transformer defaults (7Scenes): width 256, 8 heads, FFN 256, 6/6 position and 4/4 orientation layers."""
+
+    dim: int = 256
+    heads: int = 8
+    ffn: int = 256
+    dropout: float = 0.1
+    enc_layers_x: int = 6
+    dec_layers_x: int = 6
+    enc_layers_q: int = 4
+    dec_layers_q: int = 4
+    pos_encoding: str = "learned"  # learned (MS-Transformer) | sine (fixed DETR sine, Lee et al. 2024)
+    qka_weight: float = 0.0  # 0.1 = Lee et al.'s query-key alignment loss, per branch
+    setting: str = "indoor"  # s_x, s_q init: indoor (0, -3) | outdoor (-3, -6.5)
+    learn_loss_weights: bool = True
+
+
+@dataclass
+class PoseOptim:
+    """MS-Transformer's 7Scenes recipe: Adam lr 1e-4, eps 1e-10, wd 1e-4, batch 8, 30 epochs, StepLR 10 x 0.1."""
+
+    lr: float = 1e-4
+    eps: float = 1e-10
+    weight_decay: float = 1e-4
+    batch_size: int = 8
+    epochs: int = 30
+    lr_step_epochs: int = 10
+    gamma: float = 0.1
+    backbone_lr: float = 1e-5  # finetune=true only
+
+
+@dataclass
+class PoseConfig:
+    """Pose regression on a pretrained backbone (train, then test)."""
+
+    checkpoint: str = ""  # backbone weights (any checkpoint downstream.features loads)
+    model: ModelSpec = field(default_factory=ModelSpec)
+    data: PoseDataSpec = field(default_factory=PoseDataSpec)
+    head: HeadSpec = field(default_factory=HeadSpec)
+    optim: PoseOptim = field(default_factory=PoseOptim)
+    finetune: bool = False  # train the backbone too
+    cache_tokens: bool = True  # frozen backbone: compute its tokens once
+    output_dir: str = ""  # default runs/pose
+    output: str = ""  # result JSON; default <output_dir>/pose.json
+    tensorboard: str = ""  # default <output_dir>/tensorboard
+    device: str = "auto"
+    seed: int = 0
+    threads: int = 0  # torch CPU threads (0 = torch's default)
+    progress: bool = True
+    log_every_steps: int = 20
+    ckpt_every_epochs: int = 1
+    keep_last: int = 2
+    diag_frames: int = 64  # test frames for the attention diagnostics
+    neighbours: int = 10  # n of the query-region purity
+    pictures: bool = True
+
+
+def build_head(spec: HeadSpec, num_scenes: int, in_dim: int, grid_hw: tuple[int, int]) -> PoseHead:
+    return PoseHead(num_scenes, in_dim, grid_hw, spec.dim, spec.heads, spec.ffn, spec.dropout,
+                    (spec.enc_layers_x, spec.dec_layers_x), (spec.enc_layers_q, spec.dec_layers_q), spec.pos_encoding)
+
+
+def build_loss(spec: HeadSpec) -> PoseLoss:
+    if spec.setting not in LOSS_INIT:
+        raise ValueError(f"head.setting must be one of {', '.join(LOSS_INIT)}, got {spec.setting!r}")
+    return PoseLoss(*LOSS_INIT[spec.setting], learnable=spec.learn_loss_weights)
