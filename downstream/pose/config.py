@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from downstream.features import ModelSpec
+from downstream.backbone import ModelSpec
 from downstream.pose.losses import LOSS_INIT, PoseLoss
 from downstream.pose.model import PoseHead
 

@@ -23,7 +23,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from downstream.eval_cli import parse_with_aliases, save_beside
-from downstream.features import ModelSpec, build_backbone, resolve_device
+from downstream.backbone import ModelSpec, build_backbone
+from pretrain.distributed import select_device
 from downstream.pose.checkpoints import load_head_checkpoint
 from downstream.pose.config import HeadSpec, PoseDataSpec, build_head
 from downstream.pose.data import open_split
@@ -36,7 +37,7 @@ from downstream.pose.metrics import (
     query_region_purity,
 )
 from downstream.pose.tokens import in_channels, patch_tokens
-from downstream.tb import log_results, tensorboard_dir, write_json
+from downstream.results import log_results, tensorboard_dir, write_json
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +140,7 @@ def run(cfg: PoseTestConfig) -> dict:
     if not cfg.head:
         raise ValueError("give --head runs/<dir>/pose_head.pt (written by python -m downstream.pose.train)")
     state = load_head_checkpoint(cfg.head)
-    device = resolve_device(cfg.device)
+    device = select_device(cfg.device)
     size = int(state["image_size"])
     backbone = build_backbone(cfg.checkpoint or state["backbone_checkpoint"], cfg.model, size).to(device)
     if "backbone" in state:

@@ -26,13 +26,14 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from downstream.eval_cli import parse_with_aliases
-from downstream.features import build_backbone, resolve_device
+from downstream.backbone import build_backbone
+from pretrain.distributed import select_device
 from downstream.pose.checkpoints import latest_head_checkpoint, save_head_checkpoint
 from downstream.pose.config import PoseConfig, build_head, build_loss
 from downstream.pose.data import open_split
 from downstream.pose.test import evaluate, write_outputs
 from downstream.pose.tokens import cache_tokens, in_channels, patch_tokens
-from downstream.tb import tensorboard_dir
+from downstream.results import tensorboard_dir
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ def run(cfg: PoseConfig) -> dict:
     torch.manual_seed(cfg.seed)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
-    device = resolve_device(cfg.device)
+    device = select_device(cfg.device)
     out_dir = Path(cfg.output_dir or (Path(cfg.output).parent if cfg.output else "runs/pose"))
     backbone = build_backbone(cfg.checkpoint, cfg.model, cfg.data.image_size).to(device)
     if cfg.finetune:
