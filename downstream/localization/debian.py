@@ -46,7 +46,7 @@ def fetch_package(package: str, inner: str, dest: str | Path) -> Path:
                 if not debs:
                     raise RuntimeError(f"apt-get download {package} produced no .deb")
                 cmd = ["dpkg", "-x", str(debs[-1]), str(dest)]
-            res = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True)
+            res = subprocess.run(cmd, check=False, cwd=tmp, capture_output=True, text=True)
             if res.returncode != 0:
                 raise RuntimeError(f"`{' '.join(cmd)}` failed ({res.returncode}; try `apt-get update`): "
                                    f"{res.stderr.strip()[-1000:]}")
