@@ -37,7 +37,7 @@ def mass_mask(attention: torch.Tensor, mass: float = 0.6) -> torch.Tensor:
     Returns:
         (B, N) bool.
     """
-    vals, idx = torch.sort(attention.float(), dim=-1)
+    vals, idx = torch.sort(attention.float(), dim=-1, stable=True)  # ties: deterministic
     cum = vals.cumsum(-1) / vals.sum(-1, keepdim=True).clamp_min(1e-12)
     keep_sorted = cum > (1.0 - mass)
     return torch.zeros_like(keep_sorted).scatter(-1, idx, keep_sorted)

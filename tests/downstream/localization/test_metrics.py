@@ -138,3 +138,28 @@ def test_lost_box_on_constructed_keys():
     keys = torch.where(obj.view(16, 1), torch.tensor([-1.0, 0.1]), torch.tensor([1.0, 0.0]))
     box = lost_boxes(keys[None], grid, patch_size=2, img_hw=(8, 8))
     assert box.tolist() == [[0, 2, 4, 6]]
+
+
+@pytest.mark.slow  # imports the evaluator stack and TensorBoard (seconds on a busy machine)
+def test_maps_mode_json_keys_and_baseline(tmp_path):
+    from downstream.localization.cli import main
+
+    maps = np.zeros((2, 20, 20), np.float32)
+    maps[0, 2:10, 2:10] = 1.0
+    maps[1, 5:15, 5:15] = 3.0
+    np.savez(tmp_path / "maps.npz", maps=maps)
+    (tmp_path / "boxes.json").write_text('{"boxes": [[[2, 2, 9, 9]], [[5, 5, 14, 14], [0, 0, 3, 3]]]}')
+    out = tmp_path / "out.json"
+    main(["--maps", str(tmp_path / "maps.npz"), "--boxes", str(tmp_path / "boxes.json"), "--output", str(out),
+          "progress=false"])
+    import json
+
+    res = json.loads(out.read_text())
+    for key in ("MaxBoxAccV2", "MaxBoxAcc", "CorLoc", "MaxBoxAccV2_IoU30", "MaxBoxAccV2_IoU50", "MaxBoxAccV2_IoU70"):
+        assert key in res and key in res["centre_baseline"]
+    # the box at t = 0 is [2, 2, 10, 10] vs GT [2, 2, 9, 9]: IoU 64/81 >= 0.7; map 2 likewise 100/121
+    assert res["MaxBoxAccV2"] == 100.0 and res["MaxBoxAcc"] == 100.0
+    assert (tmp_path / "out.config.yaml").is_file()
+    (tmp_path / "boxes.json").write_text('{"boxes": [[[2, 2, 9, 9]]]}')
+    with pytest.raises(ValueError, match="1 box lists but the maps file has 2 maps"):
+        main(["--maps", str(tmp_path / "maps.npz"), "--boxes", str(tmp_path / "boxes.json"), "progress=false"])
