@@ -4,7 +4,8 @@ Formats (boxes become 0-based inclusive pixel boxes ``x0, y0, x1, y1`` in the or
 
 * ``wsol``: wsolevaluation metadata (Choe et al. 2020): ``image_ids.txt`` (path),
   ``class_labels.txt`` (path,label), ``image_sizes.txt`` (path,w,h), ``localization.txt``
-  (path,x0,y0,x1,y1 per box; or path,mask,ignore for mask sets). Paths are relative to the image root.
+  (path,x0,y0,x1,y1 per box; or path,mask,ignore for mask sets), optional ``masks.txt`` (path,mask,ignore
+  lines beside the boxes: our extension). Paths are relative to the image root.
 * ``cub``: CUB-200-2011: ``images.txt`` (id path), ``bounding_boxes.txt`` (id x y w h, floats),
   ``train_test_split.txt`` (id is_train), ``image_class_labels.txt`` (id class, 1-based), ``images/``.
 * ``voc``: PASCAL VOC (VOC07 / VOC12): ``Annotations/*.xml`` (1-based inclusive bndbox),
@@ -92,9 +93,12 @@ def parse_wsol(metadata: str | Path, image_root: str | Path) -> Parsed:
     boxes: dict[str, list] = {i: [] for i in ids}
     masks: dict[str, list] = {i: [] for i in ids}
     ignores: dict[str, Path | None] = {}
-    for n, ln in enumerate(_lines(meta / "localization.txt"), 1):
+    numbered = [(meta / "localization.txt", n, ln) for n, ln in enumerate(_lines(meta / "localization.txt"), 1)]
+    if (meta / "masks.txt").exists():  # our extension: PxAP masks beside the boxes (path,mask,ignore)
+        numbered += [(meta / "masks.txt", n, ln) for n, ln in enumerate(_lines(meta / "masks.txt"), 1)]
+    for src, n, ln in numbered:
         parts = ln.strip().split(",")
-        where = f"{meta / 'localization.txt'}:{n}"
+        where = f"{src}:{n}"
         if parts[0] not in boxes:
             raise ValueError(f"{where}: image {parts[0]} is not listed in image_ids.txt")
         if len(parts) == 5:
