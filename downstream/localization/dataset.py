@@ -49,8 +49,11 @@ class LocDataset(Dataset):
             m = np.array(Image.open(path).resize(s, Image.NEAREST))
             if m.ndim == 3:
                 m = m[..., 0]
-            ignore |= m == 255  # VOC instance PNGs mark object borders 255
-            fg |= (m > 0) & (m != 255)
+            if rec.voc_masks:
+                ignore |= m == 255  # VOC instance PNGs mark object borders 255
+                fg |= (m > 0) & (m != 255)
+            else:
+                fg |= m > 0  # wsolevaluation: binary masks
         if rec.ignore is not None:
             ignore |= np.array(Image.open(rec.ignore).convert("L").resize(s, Image.NEAREST)) > 127
         out = fg.astype(np.uint8)

@@ -43,6 +43,7 @@ class LocRecord:
     label: int = -1
     masks: list[Path] = field(default_factory=list)
     ignore: Path | None = None
+    voc_masks: bool = False  # VOC instance PNGs (ids, 255 = ignore border) instead of binary masks (> 0)
 
 
 @dataclass
@@ -174,7 +175,8 @@ def parse_voc(root: str | Path, split: str = "", skip_difficult: bool = True) ->
             continue
         seg = root / "SegmentationObject" / f"{xml.stem}.png"
         parsed.records.append(LocRecord(_need(root / "JPEGImages" / fname, "image"), size,
-                                        np.array(kb, dtype=np.int64), masks=[seg] if seg.exists() else []))
+                                        np.array(kb, dtype=np.int64), masks=[seg] if seg.exists() else [],
+                                        voc_masks=True))
     return parsed
 
 
