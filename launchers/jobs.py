@@ -50,6 +50,8 @@ ENTRY_POINTS = {
     "knn": "downstream.knn",
     "linear": "downstream.linear",
     "features": "downstream.features",
+    "localization": "downstream.localization.cli",
+    "robustness": "downstream.robustness.cli",
 }
 LAUNCH_LOG = "launches.jsonl"
 

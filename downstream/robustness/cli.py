@@ -129,7 +129,7 @@ def _classifier(cfg: RobustnessConfig, train_feats, train_labels, device):
 
 def _top1(predict, feats: torch.Tensor, labels: torch.Tensor) -> float:
     with torch.no_grad():
-        return 100.0 * float((predict(feats) == labels).float().mean())
+        return 100.0 * float((predict(feats) == labels).double().mean())
 
 
 def run(cfg: RobustnessConfig) -> dict:

@@ -1,0 +1,69 @@
+"""Robustness: the IN-1k -> IN-9 mapping, hiding patches, and the CLI on a tiny generated challenge."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from downstream.robustness.data import load_in_to_in9, map_to_in9
+from downstream.robustness.masked import hide_patches, top_attended_mask
+from pretrain.models import create_model
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def test_in_to_in9_mapping(tmp_path):
+    mapping = {str(i): -1 for i in range(1000)}
+    mapping.update({"151": 0, "7": 1, "300": 8})
+    (tmp_path / "in_to_in9.json").write_text(json.dumps(mapping))
+    table = load_in_to_in9(tmp_path / "in_to_in9.json")
+    logits = torch.zeros(3, 1000)
+    logits[0, 151] = logits[1, 300] = logits[2, 999] = 1.0
+    assert map_to_in9(logits, table).tolist() == [0, 8, -1]  # class 999 is outside IN-9: always wrong
+    (tmp_path / "bad.json").write_text('{"5": 9}')
+    with pytest.raises(ValueError, match="entry '5': 9"):
+        load_in_to_in9(tmp_path / "bad.json")
+
+
+def test_hide_patches_and_top_attended():
+    images = torch.full((1, 3, 4, 6), 200, dtype=torch.uint8)
+    mask = torch.tensor([[[False, True, False], [False, False, True]]])  # patch size 2 on a 2x3 grid
+    out = hide_patches(images, mask, 2)
+    expected = torch.full((4, 6), 200, dtype=torch.uint8)
+    expected[0:2, 2:4] = 0
+    expected[2:4, 4:6] = 0
+    assert torch.equal(out[0, 0], expected) and torch.equal(out[0, 2], expected)
+    torch.manual_seed(0)
+    model = create_model("vit_pico", img_size=28, patch_size=7).eval()
+    x = torch.randn(2, 3, 28, 28)
+    m = top_attended_mask(model, x, 0.25)
+    att = model.forward_features(x, return_attention="cls").attention  # (2, 16)
+    assert m.shape == (2, 4, 4) and m.flatten(1).sum(1).tolist() == [4, 4]
+    kept_min = torch.where(m.flatten(1), att, torch.inf).min(1).values
+    dropped_max = torch.where(m.flatten(1), -torch.inf, att).max(1).values
+    assert (kept_min >= dropped_max).all()  # the hidden patches are the 4 most attended ones
+
+
+@pytest.mark.slow
+def test_robustness_cli_on_generated_challenge(tmp_path):
+    from downstream.localization.synth import SynthConfig, build
+    from downstream.robustness.cli import main
+
+    try:
+        build(SynthConfig(out=str(tmp_path / "bench"), fashion_mnist=str(REPO / "data"), size=28, train_per_class=4,
+                          val_per_class=1, loc_images=1, progress=False))
+    except RuntimeError as exc:
+        pytest.skip(f"Fashion-MNIST unavailable: {exc}")
+    out = tmp_path / "rob.json"
+    main([f"data.root={tmp_path / 'bench' / 'bg'}", "data.image_size=28", "model.name=vit_pico", "model.patch_size=7",
+          "epochs=2", "masked_ratios=[0.5]", "data.num_workers=0", "progress=false", "--output", str(out)])
+    res = json.loads(out.read_text())
+    assert set(res["top1"]) == {"original", "only_fg", "no_fg", "only_bg_b", "only_bg_t", "mixed_same",
+                                "mixed_rand", "mixed_next"}
+    assert res["BG_Gap"] == pytest.approx(res["top1"]["mixed_same"] - res["top1"]["mixed_rand"])
+    # 10 val images: every accuracy is a multiple of 10 %
+    assert all(abs(v / 10 - round(v / 10)) < 1e-6 for v in res["top1"].values())
+    assert "top_attended_drop" in res["masked"]["ratio=0.5"] and out.with_suffix(".png").is_file()
