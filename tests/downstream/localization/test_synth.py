@@ -67,3 +67,19 @@ def test_localization_cli_on_the_benchmark(bench, tmp_path):
     assert res["num_images"] == 10 and 0 <= res["PxAP"] <= 100 and "PxAP" in res["centre_baseline"]
     assert set(res["CorLoc_per_head"]) == {"head0", "head1", "head2", "head3"} and "CorLoc_LOST" in res
     assert out.with_suffix(".png").is_file()
+
+
+@pytest.mark.slow
+def test_robustness_cli_on_the_benchmark(bench, tmp_path):
+    from downstream.robustness.cli import main
+
+    out = tmp_path / "rob.json"
+    main([f"data.root={bench / 'bg'}", "data.image_size=28", "model.name=vit_pico", "model.patch_size=7",
+          "epochs=2", "masked_ratios=[0.5]", "data.num_workers=0", "progress=false", "--output", str(out)])
+    res = json.loads(out.read_text())
+    assert set(res["top1"]) == {"original", "only_fg", "no_fg", "only_bg_b", "only_bg_t", "mixed_same",
+                                "mixed_rand", "mixed_next"}
+    assert res["BG_Gap"] == pytest.approx(res["top1"]["mixed_same"] - res["top1"]["mixed_rand"])
+    # 10 validation images per variant: every accuracy is a multiple of 10 %
+    assert all(abs(v / 10 - round(v / 10)) < 1e-6 for v in res["top1"].values())
+    assert "top_attended_drop" in res["masked"]["ratio=0.5"] and out.with_suffix(".png").is_file()
