@@ -25,6 +25,7 @@ __all__ = [
     "BoxAccumulator",
     "PxAPAccumulator",
     "boxes_at_thresholds",
+    "contour_boxes",
     "corloc",
     "iou_continuous",
     "iou_inclusive",
@@ -100,13 +101,10 @@ def iou_continuous(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
-def boxes_at_thresholds(norm_map: np.ndarray, thresholds: Sequence[float],
-                        multi_contour: bool) -> list[np.ndarray]:
-    """Boxes of a normalised map (H, W) in [0, 1] at each threshold.
+def contour_boxes(norm_map: np.ndarray, thresholds: Sequence[float]) -> list[tuple[np.ndarray, int]]:
+    """Per threshold: (boxes of every contour (K, 4) int, index of the largest contour); one findContours each.
 
-    Returns:
-        One int array per threshold: (1, 4) for the largest contour (V1) or (K, 4) with a box per
-        contour (V2); ``[[0, 0, 0, 0]]`` when nothing is above the threshold.
+    No contour gives ``([[0, 0, 0, 0]], 0)``.
     """
     cv2 = _cv2()
     h, w = norm_map.shape
@@ -117,15 +115,26 @@ def boxes_at_thresholds(norm_map: np.ndarray, thresholds: Sequence[float],
         binary = (img > int(t * peak)).astype(np.uint8) * 255
         contours = cv2.findContours(binary, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[0]
         if len(contours) == 0:
-            out.append(np.zeros((1, 4), dtype=np.int64))
+            out.append((np.zeros((1, 4), dtype=np.int64), 0))
             continue
-        if not multi_contour:
-            contours = [max(contours, key=cv2.contourArea)]
+        largest = max(range(len(contours)), key=lambda i: cv2.contourArea(contours[i]))
         rects = np.array([cv2.boundingRect(c) for c in contours], dtype=np.int64)  # (K, 4) x, y, w, h
         boxes = np.stack([rects[:, 0], rects[:, 1], np.minimum(rects[:, 0] + rects[:, 2], w - 1),
                           np.minimum(rects[:, 1] + rects[:, 3], h - 1)], axis=1)
-        out.append(boxes)
+        out.append((boxes, largest))
     return out
+
+
+def boxes_at_thresholds(norm_map: np.ndarray, thresholds: Sequence[float],
+                        multi_contour: bool) -> list[np.ndarray]:
+    """Boxes of a normalised map (H, W) in [0, 1] at each threshold.
+
+    Returns:
+        One int array per threshold: (1, 4) for the largest contour (V1) or (K, 4) with a box per
+        contour (V2); ``[[0, 0, 0, 0]]`` when nothing is above the threshold.
+    """
+    found = contour_boxes(norm_map, thresholds)
+    return [b if multi_contour else b[i:i + 1] for b, i in found]
 
 
 def check_boxes(boxes: np.ndarray, hw: tuple[int, int], name: str) -> np.ndarray:
@@ -161,8 +170,9 @@ class BoxAccumulator:
         """One image: ``score_map`` (H, W) any range; ``gt_boxes`` (K, 4) inclusive, in the map frame."""
         norm = normalize_map(score_map, name)
         gt = check_boxes(gt_boxes, norm.shape, name)
-        multi = boxes_at_thresholds(norm, self.thresholds, multi_contour=True)
-        single = boxes_at_thresholds(norm, self.thresholds, multi_contour=False)
+        found = contour_boxes(norm, self.thresholds)  # V1 and V2 share the contours
+        multi = [b for b, _ in found]
+        single = [b[i:i + 1] for b, i in found]
         best_v2 = np.array([iou_inclusive(b, gt).max() for b in multi])  # (T,)
         best_v1 = iou_inclusive(np.concatenate(single), gt).max(1)  # (T,)
         self.correct_v2 += best_v2[None] >= np.array(self.deltas)[:, None] / 100.0
