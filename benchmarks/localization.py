@@ -27,12 +27,15 @@ import json
 import os
 import platform
 import shutil
+import sys
 import time
 from pathlib import Path
 
 import torch
 
-RESULTS = Path(__file__).resolve().parent / "results"
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # runnable from a checkout without installing the package
+RESULTS = REPO / "benchmarks" / "results"
 
 
 def _machine() -> str:
@@ -173,9 +176,13 @@ def main() -> None:
                   [f"--image-size {args.image_size}"] + [f"--model {m}" for m in args.model] +
                   ([f"--robustness {' '.join(args.robustness)}"] if args.robustness else [])),
               "localization": {}, "robustness": {}}
-    for name, ckpt in models.items():
+    for name, ckpt in list(models.items()):
+        if ckpt != "random" and not Path(ckpt).is_file():
+            print(f"skipping {name}: {ckpt} does not exist (yet)")
+            models.pop(name)
+            continue
         report["localization"][name] = localization(name, ckpt, bench, args.image_size, work)
-    for name in args.robustness:
+    for name in [n for n in args.robustness if n in models]:
         report["robustness"][name] = robustness(name, models[name], bench, args.image_size, work)
     report["speed"] = {"model": args.speed_model, **speed(models.get(args.speed_model, "random"), bench,
                                                            args.image_size)}
