@@ -31,14 +31,14 @@ def test_last_block_heads_match_explicit_full_attention(pico):
 
 
 def test_batched_equals_per_image(pico):
-    x = torch.randn(5, 3, 28, 28)
-    for block in (0, 2, -1):
+    x = torch.randn(3, 3, 28, 28)
+    for block in (0, -1):
         batched = attention_maps(pico, x, block=block)
-        single = torch.cat([attention_maps(pico, x[i:i + 1], block=block) for i in range(5)])
+        single = torch.cat([attention_maps(pico, x[i:i + 1], block=block) for i in range(3)])
         torch.testing.assert_close(batched, single, atol=1e-6, rtol=1e-5)
     keys = patch_keys(pico, x)
-    assert keys.shape == (5, 16, 128)
-    torch.testing.assert_close(keys, torch.cat([patch_keys(pico, x[i:i + 1]) for i in range(5)]), atol=1e-6,
+    assert keys.shape == (3, 16, 128)
+    torch.testing.assert_close(keys, torch.cat([patch_keys(pico, x[i:i + 1]) for i in range(3)]), atol=1e-6,
                                rtol=1e-5)
 
 
