@@ -58,6 +58,7 @@ def localization(name: str, ckpt: str, bench: Path, size: int, work: Path) -> di
     cfg = load_config(LocalizationConfig, None, [
         "data.format=wsol", f"data.root={bench / 'wsol'}", f"data.image_size={size}", "data.num_workers=0",
         "lost=true", "progress=false", f"output={work / f'{name}.json'}", *_model_overrides(ckpt)])
+    torch.manual_seed(0)  # the random-init model is the same in every run
     res = run(cfg)
     shutil.copy(work / f"{name}.png", RESULTS / f"localization_{name}.png")
     return res
@@ -84,6 +85,7 @@ def speed(ckpt: str, bench: Path, size: int, n: int = 64) -> dict:
     from downstream.localization.parsers import parse
     from pretrain.data.transforms import normalize_on_device
 
+    torch.manual_seed(0)
     spec = ModelSpec(name="vit_pico", patch_size=7) if ckpt == "random" else ModelSpec()
     model = build_backbone("" if ckpt == "random" else ckpt, spec, size)
     ds = LocDataset(parse("wsol", str(bench / "wsol")).records[:n], size)
