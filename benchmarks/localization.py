@@ -51,16 +51,17 @@ def _model_overrides(ckpt: str) -> list[str]:
     return [f"checkpoint={ckpt}"]
 
 
-def localization(name: str, ckpt: str, bench: Path, size: int, work: Path) -> dict:
+def localization(name: str, ckpt: str, bench: Path, size: int, work: Path, folder: str = "wsol") -> dict:
     from downstream.localization.cli import LocalizationConfig, run
     from pretrain.config import load_config
 
+    tag = name if folder == "wsol" else f"{name}_{folder}"
     cfg = load_config(LocalizationConfig, None, [
-        "data.format=wsol", f"data.root={bench / 'wsol'}", f"data.image_size={size}", "data.num_workers=0",
-        "lost=true", "progress=false", f"output={work / f'{name}.json'}", *_model_overrides(ckpt)])
+        "data.format=wsol", f"data.root={bench / folder}", f"data.image_size={size}", "data.num_workers=0",
+        "lost=true", "progress=false", f"output={work / f'{tag}.json'}", *_model_overrides(ckpt)])
     torch.manual_seed(0)  # the random-init model is the same in every run
     res = run(cfg)
-    shutil.copy(work / f"{name}.png", RESULTS / f"localization_{name}.png")
+    shutil.copy(work / f"{tag}.png", RESULTS / f"localization_{tag}.png")
     return res
 
 
@@ -129,13 +130,14 @@ def _md(report: dict) -> str:
     lines = ["# Localization and background robustness on the generated benchmark", "",
              f"Date: {report['date']}  ", f"Machine: {report['machine']}  ",
              f"Benchmark: `{report['bench_command']}`; evaluated at {report['image_size']} px.  ",
-             f"Command: `{report['command']}`", "", "## Localization (percent)", "",
-             "| map | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
-    first = next(iter(report["localization"].values()))
-    rows = [("centre baseline", first["centre_baseline"])]
-    rows += [(f"{n} ({report['models'][n]})", r) for n, r in report["localization"].items()]
-    for n, r in rows:
-        lines.append(f"| {n} | " + " | ".join(f"{r[k]:.1f}" if k in r else "-" for k in keys) + " |")
+             f"Command: `{report['command']}`"]
+    for folder, table in report["localization"].items():
+        lines += ["", f"## Localization on `{folder}` (percent)", "",
+                  "| map | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+        rows = [("centre baseline", next(iter(table.values()))["centre_baseline"])]
+        rows += [(f"{n} ({report['models'][n]})", r) for n, r in table.items()]
+        for n, r in rows:
+            lines.append(f"| {n} | " + " | ".join(f"{r[k]:.1f}" if k in r else "-" for k in keys) + " |")
     if report["robustness"]:
         variants = list(next(iter(report["robustness"].values()))["top1"])
         lines += ["", "## Background robustness: linear probe on `original/train`, top-1 per variant (percent)", "",
@@ -164,6 +166,7 @@ def main() -> None:
     ap.add_argument("--image-size", type=int, default=56)
     ap.add_argument("--model", action="append", default=[], help="NAME=CHECKPOINT (or NAME=random)")
     ap.add_argument("--robustness", nargs="*", default=[])
+    ap.add_argument("--sets", nargs="*", default=["wsol", "wsol_onblack"], help="localization folders of the bench")
     ap.add_argument("--speed-model", default="random")
     ap.add_argument("--work", default="runs/locbench_eval")
     ap.add_argument("--out", default=str(RESULTS / "localization"))
@@ -183,7 +186,9 @@ def main() -> None:
             print(f"skipping {name}: {ckpt} does not exist (yet)")
             models.pop(name)
             continue
-        report["localization"][name] = localization(name, ckpt, bench, args.image_size, work)
+        for folder in args.sets:
+            report["localization"].setdefault(folder, {})[name] = localization(name, ckpt, bench, args.image_size,
+                                                                               work, folder)
     for name in [n for n in args.robustness if n in models]:
         report["robustness"][name] = robustness(name, models[name], bench, args.image_size, work)
     report["speed"] = {"model": args.speed_model, **speed(models.get(args.speed_model, "random"), bench,

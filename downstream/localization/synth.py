@@ -10,7 +10,7 @@ as ImageNet-9 backgrounds do (Xiao et al., ICLR 2021).
 
 Written layouts under ``out``:
 
-* ``wsol/``: wsolevaluation layout: ``images/test/*.png``, ``masks/test/*.png`` (255 = object),
+* ``wsol/``: wsolevaluation layout (``wsol_onblack/`` the same on black backgrounds, with ``black_set``): ``images/test/*.png``, ``masks/test/*.png`` (255 = object),
   ``metadata/test/{image_ids,class_labels,image_sizes,localization}.txt`` (exact inclusive boxes) and
   ``masks.txt`` (path,mask,ignore lines for PxAP).
 * ``bg/``: Backgrounds Challenge layout: ``original/train/<class>/*.png`` and
@@ -54,6 +54,7 @@ class SynthConfig:
     val_per_class: int = 20
     loc_images: int = 200
     scale: list[float] = field(default_factory=lambda: [0.35, 0.7])  # object side / image side
+    black_set: bool = True  # also wsol_onblack/: the localization set on black (the training domain)
     mate: bool = False  # add Debian mate-backgrounds nature photos (apt-get download, ~47 MB)
     seed: int = 0
     progress: bool = True
@@ -196,7 +197,7 @@ def build(cfg: SynthConfig) -> dict:
         idx = np.flatnonzero(y == c)
         return x[idx[rng.integers(len(idx))]]
 
-    bar = tqdm(total=len(CLASSES) * (cfg.train_per_class + cfg.val_per_class) + cfg.loc_images,
+    bar = tqdm(total=len(CLASSES) * (cfg.train_per_class + cfg.val_per_class) + cfg.loc_images * (1 + cfg.black_set),
                desc="benchmark", disable=not cfg.progress)
     bg_root = out / "bg"
     for c, cname in enumerate(CLASSES):  # training split: original only, class-family backgrounds
@@ -233,12 +234,15 @@ def build(cfg: SynthConfig) -> dict:
             bar.update()
     counts["bg_train"], counts["bg_val"] = len(CLASSES) * cfg.train_per_class, len(CLASSES) * cfg.val_per_class
     counts["loc"] = _build_wsol(cfg, rng, bgs, te_x, te_y, bar)
+    if cfg.black_set:  # the same kind of objects on black: Fashion-MNIST's own domain (a sanity check)
+        counts["loc_onblack"] = _build_wsol(cfg, np.random.default_rng(cfg.seed + 1), None, te_x, te_y, bar,
+                                            "wsol_onblack")
     bar.close()
     return counts
 
 
-def _build_wsol(cfg: SynthConfig, rng, bgs, te_x, te_y, bar) -> int:
-    root = Path(cfg.out) / "wsol"
+def _build_wsol(cfg: SynthConfig, rng, bgs, te_x, te_y, bar, folder: str = "wsol") -> int:
+    root = Path(cfg.out) / folder
     meta = root / "metadata" / "test"
     meta.mkdir(parents=True, exist_ok=True)
     extra = _skimage_objects()
@@ -251,7 +255,10 @@ def _build_wsol(cfg: SynthConfig, rng, bgs, te_x, te_y, bar) -> int:
             j = int(rng.integers(len(te_y)))
             (obj, mask), label = _object(te_x[j], 28), int(te_y[j])
         o, m, xy = _place(rng, cfg, obj, mask)
-        bg = _crop(bgs[int(rng.integers(len(bgs)))][1], cfg.size, rng)
+        if bgs is None:
+            bg = np.zeros((cfg.size, cfg.size, 3), np.uint8)
+        else:
+            bg = _crop(bgs[int(rng.integers(len(bgs)))][1], cfg.size, rng)
         img, full = _paste(bg, o, m, xy)
         rel, mrel = f"images/test/{i:05d}.png", f"masks/test/{i:05d}.png"
         _save(root / rel, img)
