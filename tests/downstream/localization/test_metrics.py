@@ -163,3 +163,13 @@ def test_maps_mode_json_keys_and_baseline(tmp_path):
     (tmp_path / "boxes.json").write_text('{"boxes": [[[2, 2, 9, 9]]]}')
     with pytest.raises(ValueError, match="1 box lists but the maps file has 2 maps"):
         main(["--maps", str(tmp_path / "maps.npz"), "--boxes", str(tmp_path / "boxes.json"), "progress=false"])
+
+
+def test_best_head_is_the_one_matching_the_object():
+    from downstream.localization.backbone_eval import _best_head
+
+    heads = np.zeros((3, 20, 20), np.float32)
+    heads[0, 0:5, 0:5] = 1.0  # a corner
+    heads[1, 8:16, 6:12] = 1.0  # the object
+    heads[2] = np.random.default_rng(0).random((20, 20))
+    assert _best_head(heads, np.array([[6, 8, 11, 15]]), thresholds_for(0.1), "img") == 1

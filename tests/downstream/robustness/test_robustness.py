@@ -1,4 +1,4 @@
-"""Robustness: the IN-1k -> IN-9 mapping, hiding patches, and the CLI on a tiny generated challenge."""
+"""Robustness: the IN-1k -> IN-9 mapping and head, hiding the most-attended patches."""
 
 from __future__ import annotations
 
@@ -42,3 +42,18 @@ def test_hide_patches_and_top_attended():
     kept_min = torch.where(m.flatten(1), att, torch.inf).min(1).values
     dropped_max = torch.where(m.flatten(1), -torch.inf, att).max(1).values
     assert (kept_min >= dropped_max).all()  # the hidden patches are the 4 most attended ones
+
+
+def test_in1k_head_classifier(tmp_path):
+    from downstream.robustness.cli import RobustnessConfig, _classifier
+
+    w = torch.zeros(1000, 2)
+    w[151, 0] = w[999, 1] = 1.0  # feature 0 -> ImageNet 151 (IN-9 class 0); feature 1 -> 999 (no IN-9 class)
+    torch.save({"head.weight": w, "head.bias": torch.zeros(1000)}, tmp_path / "head.pt")
+    mapping = {str(i): -1 for i in range(1000)}
+    mapping["151"] = 0
+    (tmp_path / "map.json").write_text(json.dumps(mapping))
+    cfg = RobustnessConfig(head="in1k", in1k_head=str(tmp_path / "head.pt"), in_to_in9=str(tmp_path / "map.json"))
+    predict, info = _classifier(cfg, None, None, "cpu")
+    assert predict(torch.tensor([[2.0, 0.0], [0.0, 3.0]])).tolist() == [0, -1]
+    assert info["head"] == "in1k + in_to_in9"
