@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 	$(MAKE) apt
 	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev,faiss-cpu,slurm,pose]"
+	$(PY) -m pip install -q -e ".[dev,faiss-cpu,slurm,pose,localization]"
 	@# ffcv compiles against libopencv/libturbojpeg; without them its tests skip with the reason.
 	$(PY) -m pip install -q -e ".[ffcv]" || echo "WARNING: ffcv could not be installed (see README, 'FFCV'); its tests will skip"
 	touch $(STAMP)

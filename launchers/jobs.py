@@ -52,6 +52,8 @@ ENTRY_POINTS = {
     "linear": "downstream.linear",
     "features": "downstream.features",
     "pose": "downstream.pose.train",
+    "localization": "downstream.localization.cli",
+    "robustness": "downstream.robustness.cli",
 }
 LAUNCH_LOG = "launches.jsonl"
 

@@ -1,0 +1,211 @@
+"""Background robustness (ImageNet-9 Backgrounds Challenge) and AttMask's masked-image test on frozen features.
+
+Usage::
+
+    python -m downstream.robustness --checkpoint runs/x/checkpoint.pt data.root=data/locbench/bg \
+        data.image_size=112 --output robustness.json
+
+A linear probe (grid of learning rates, :func:`downstream.linear.train_heads`, chosen on a held-out
+part of the training images) is trained on the pooled features of ``original/train`` and tested on
+every variant's ``val`` folder: per-variant top-1 and BG-Gap = mixed_same - mixed_rand. With
+``head=in1k`` a 1000-class linear head (``in1k_head=head.pt``: weight (1000, D), bias) is mapped to
+the 9 classes through ``in_to_in9=in_to_in9.json`` instead (AttMask / MadryLab protocol). The masked
+test hides the top-r attended patches of ``original/val`` and reports the accuracy drop (and a
+random-patch control). Definitions: docs/localization.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from downstream.eval_cli import parse_with_aliases, save_beside
+from downstream.backbone import ModelSpec, build_backbone
+from pretrain.distributed import select_device
+from downstream.linear import DEFAULT_LRS, head_accuracy, select_best, train_heads
+from downstream.robustness.data import folder_loader, load_in_to_in9, map_to_in9
+from downstream.results import log_results, tensorboard_dir, write_json
+from pretrain.data.transforms import normalize_on_device
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CONFIG", "RobustnessConfig", "main", "run"]
+
+VARIANTS = ("original", "only_fg", "no_fg", "only_bg_b", "only_bg_t", "mixed_same", "mixed_rand", "mixed_next")
+
+
+@dataclass
+class BgDataConfig:
+    root: str = ""  # the challenge folder: <root>/<variant>/val/<class>/
+    train_root: str = ""  # probe training images (default <root>/original/train)
+    variants: list[str] = field(default_factory=lambda: list(VARIANTS))
+    image_size: int = 224
+    batch_size: int = 64
+    num_workers: int = 2
+    mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
+    std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
+
+
+@dataclass
+class RobustnessConfig:
+    checkpoint: str = ""
+    model: ModelSpec = field(default_factory=ModelSpec)
+    data: BgDataConfig = field(default_factory=BgDataConfig)
+    head: str = "probe"  # probe (linear probe on original/train) | in1k (1000-class head + in_to_in9)
+    in1k_head: str = ""  # .pt state dict with weight (1000, D) and bias (1000,)
+    in_to_in9: str = ""  # in_to_in9.json
+    lrs: list[float] = field(default_factory=lambda: list(DEFAULT_LRS))
+    epochs: int = 100
+    probe_batch_size: int = 256
+    val_fraction: float = 0.1
+    masked_ratios: list[float] = field(default_factory=lambda: [0.1, 0.3, 0.5])  # [] skips the test
+    seed: int = 0
+    pictures: bool = True
+    output: str = ""
+    tensorboard: str = ""
+    device: str = "auto"
+    progress: bool = True
+
+
+CONFIG = RobustnessConfig
+
+
+@torch.no_grad()
+def pooled_features(model, loader, mean, std, device, transform=None, desc: str = "features",
+                    progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """(features (N, D) float32, labels (N,)) of a uint8 loader; ``transform(model, images)`` replaces the forward."""
+    feats, labels = [], []
+    for images, y in tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False):
+        images = images.to(device)
+        f = transform(model, images) if transform else model(normalize_on_device(images, tuple(mean), tuple(std)))
+        feats.append(f.float().cpu())
+        labels.append(torch.as_tensor(y))
+    return torch.cat(feats), torch.cat(labels).long()
+
+
+def train_probe(feats: torch.Tensor, labels: torch.Tensor, cfg: RobustnessConfig, device) -> tuple:
+    """Linear heads on ``feats`` for every lr; the best on a held-out ``val_fraction`` -> (module, head index, val top-1)."""
+    g = torch.Generator().manual_seed(cfg.seed)
+    perm = torch.randperm(len(labels), generator=g)
+    n_val = max(1, int(cfg.val_fraction * len(labels)))
+    val_idx, tr_idx = perm[:n_val], perm[n_val:]
+    x, y = feats[tr_idx], labels[tr_idx]
+    bs = min(cfg.probe_batch_size, len(y))
+
+    def source(batch_size, generator):
+        order = torch.randperm(len(y), generator=generator)
+        for s in range(0, len(y) - batch_size + 1, batch_size):
+            idx = order[s:s + batch_size]
+            yield {"pooled": x[idx]}, y[idx]
+
+    heads, _ = train_heads(source, {"pooled": x.shape[1]}, int(labels.max()) + 1, cfg.lrs, cfg.epochs, bs,
+                           max(1, len(y) // bs), device, cfg.seed, cfg.progress)
+    val = head_accuracy(heads, {"pooled": feats[val_idx]}, labels[val_idx])
+    _, h = select_best(val, cfg.lrs)
+    return heads["pooled"], h, float(val["pooled"][h, 0])
+
+
+def _classifier(cfg: RobustnessConfig, train_feats, train_labels, device):
+    if cfg.head == "in1k":
+        state = torch.load(cfg.in1k_head, map_location="cpu", weights_only=True)
+        w = next(v for k, v in state.items() if k.endswith("weight"))
+        b = next(v for k, v in state.items() if k.endswith("bias"))
+        if w.shape[0] != 1000:
+            raise ValueError(f"{cfg.in1k_head}: weight {tuple(w.shape)} is not a 1000-class head")
+        table = load_in_to_in9(cfg.in_to_in9)
+        return (lambda f: map_to_in9(f @ w.T.to(f) + b.to(f), table)), {"head": "in1k + in_to_in9"}
+    if cfg.head != "probe":
+        raise ValueError(f"head must be probe or in1k, got {cfg.head!r}")
+    module, h, val_top1 = train_probe(train_feats, train_labels, cfg, device)
+    module = module.cpu()
+    return (lambda f: module(f)[:, h].argmax(-1)), {"head": "probe", "lr": cfg.lrs[h], "val_top1": val_top1}
+
+
+def _top1(predict, feats: torch.Tensor, labels: torch.Tensor) -> float:
+    with torch.no_grad():
+        return 100.0 * float((predict(feats) == labels).double().mean())
+
+
+def run(cfg: RobustnessConfig) -> dict:
+    """Per-variant top-1, BG-Gap and the masked-image test; writes JSON, config, TensorBoard and a picture."""
+    from downstream.robustness.masked import masked_features
+
+    d = cfg.data
+    if not d.root:
+        raise ValueError("give data.root=<Backgrounds Challenge folder> (build one: python -m downstream.localization.synth)")
+    device = select_device(cfg.device)
+    model = build_backbone(cfg.checkpoint, cfg.model, d.image_size).to(device)
+    root = Path(d.root)
+    classes = sorted(p.name for p in (root / "original" / "val").iterdir() if p.is_dir())
+
+    def loader(folder):
+        return folder_loader(folder, d.image_size, d.batch_size, d.num_workers, classes)
+
+    tr_f = tr_y = None
+    if cfg.head == "probe":
+        tr_f, tr_y = pooled_features(model, loader(d.train_root or root / "original" / "train"), d.mean, d.std, device,
+                                     desc="train features", progress=cfg.progress)
+    predict, probe_info = _classifier(cfg, tr_f, tr_y, device)
+    results: dict = {"probe": probe_info, "top1": {}}
+    cache = {}
+    for v in d.variants:
+        f, y = pooled_features(model, loader(root / v / "val"), d.mean, d.std, device, desc=v, progress=cfg.progress)
+        cache[v] = (f, y)
+        results["top1"][v] = _top1(predict, f, y)
+    if "mixed_same" in results["top1"] and "mixed_rand" in results["top1"]:
+        results["BG_Gap"] = results["top1"]["mixed_same"] - results["top1"]["mixed_rand"]
+    if cfg.masked_ratios:
+        results["masked"] = _masked_test(cfg, model, loader(root / "original" / "val"), predict, device,
+                                         masked_features, results["top1"].get("original"))
+    if cfg.output:
+        write_json(cfg.output, results)
+        save_beside(cfg, cfg.output)
+        if cfg.pictures:
+            from downstream.robustness.pictures import variant_row
+
+            variant_row(root, d.variants, classes, {v: predict(cache[v][0][:1])[0].item() for v in d.variants},
+                        Path(cfg.output).with_suffix(".png"), d.image_size)
+    log_results(tensorboard_dir(cfg.tensorboard, cfg.output), results, "robustness")
+    return results
+
+
+def _masked_test(cfg, model, loader, predict, device, masked_features, base: float | None) -> dict:
+    out = {}
+    g = torch.Generator().manual_seed(cfg.seed)
+    for r in cfg.masked_ratios:
+        if not 0 <= r <= 1:
+            raise ValueError(f"masked_ratios must lie in [0, 1], got {r}")
+        row = {}
+        for kind, rand in (("top_attended", False), ("random", True)):
+            f, y = pooled_features(model, loader, cfg.data.mean, cfg.data.std, device,
+                                   transform=lambda m, im, rand=rand, r=r: masked_features(m, im, r, cfg.data.mean,
+                                                                                      cfg.data.std, rand, g),
+                                   desc=f"masked {r:g} {kind}", progress=cfg.progress)
+            row[f"{kind}_top1"] = _top1(predict, f, y)
+            if base is not None and not math.isnan(base):
+                row[f"{kind}_drop"] = base - row[f"{kind}_top1"]
+        out[f"ratio={r:g}"] = row
+    return out
+
+
+ALIASES = {"--checkpoint": "checkpoint", "--output": "output", "--device": "device"}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m downstream.robustness --config FILE key=value ...``; prints the table."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    cfg = parse_with_aliases(RobustnessConfig, argv, ALIASES, __doc__)
+    res = run(cfg)
+    print("  ".join(f"{v} {a:.1f}" for v, a in res["top1"].items()) +
+          (f"  BG-Gap {res['BG_Gap']:.1f}" if "BG_Gap" in res else ""), file=sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
