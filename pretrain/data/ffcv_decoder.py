@@ -60,7 +60,7 @@ class MultiCropDecoder(Operation):
         seed: Base seed of the augmentations.
         epoch_cell: int64 array (1,) holding the current epoch; read by address at every batch,
             because numba freezes arrays captured by compiled code as constants.
-        colour: False leaves the colour ops to the device (`pretrain.data.ffcv_device_aug`).
+        colour: False leaves the colour ops to the device (`pretrain.data.device_colour`).
         redecode: Decode the JPEG again for every crop (FFCV-SSL's cost model; for benchmarks).
     """
 
