@@ -106,6 +106,8 @@ def time_round(loader, epoch: int, batches: int) -> tuple[float, float]:
     for _ in range(batches):
         global_crops, local_crops, _ = next(iterator)
         assert global_crops.dtype == torch.uint8 and local_crops.shape[0] > 0
+    if global_crops.is_cuda:
+        torch.cuda.synchronize()
     wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
     del iterator
     return wall, cpu
@@ -136,6 +138,8 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=4, help="timed batches per loader per round")
     parser.add_argument("--rounds", type=int, default=4, help="rounds incl. the untimed first one")
     parser.add_argument("--workdir", default=None, help="keep the images and beton here (default: temp dir)")
+    parser.add_argument("--device-colour", default=None, metavar="DEVICE",
+                        help="also time the ffcv loader with the colour ops on DEVICE (e.g. cuda)")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
     load_start = load_average()
@@ -168,6 +172,9 @@ def main() -> None:
         "ffcv-redecode": FFCVPretrainLoader(beton, spec, args.batch_size, args.workers, seed=0, redecode=True),
         "ffcv": FFCVPretrainLoader(beton, spec, args.batch_size, args.workers, seed=0),
     }
+    if args.device_colour:  # decode + crop + flip on the CPU threads, colour ops on the device
+        loaders["ffcv-device-colour"] = FFCVPretrainLoader(beton, spec, args.batch_size, args.workers, seed=0,
+                                                           device=args.device_colour, colour_on_device=True)
     times: dict[str, list[float]] = {name: [] for name in loaders}
     cpu: dict[str, list[float]] = {name: [] for name in loaders}
     images = args.batches * args.batch_size

@@ -70,7 +70,7 @@ def set_attention_path(module: torch.nn.Module, path: str) -> None:
 class Regime:
     """One network (student, EMA teacher, losses, AdamW) and synthetic crops of one recipe."""
 
-    def __init__(self, name: str, batch: int, device: torch.device, compiled: bool) -> None:
+    def __init__(self, name: str, batch: int, device: torch.device, compiled: bool, backend: str = "inductor") -> None:
         self.name, self.device, self.compiled = name, device, compiled
         self.overrides = [f"data.batch_size={batch}"]
         cfg = self.cfg = load_config(PretrainConfig, RECIPES[name], self.overrides)
@@ -78,8 +78,8 @@ class Regime:
         self.teacher = build_network(cfg, False).to(device)
         self.ema = EMATeacher(self.student, self.teacher)
         if compiled:
-            self.student.backbone.compile()
-            self.teacher.backbone.compile()
+            self.student.backbone.compile(backend=backend)
+            self.teacher.backbone.compile(backend=backend)
         self.call = StudentCall(self.student)
         self.losses = build_losses(cfg).to(device)
         self.opt = build_optimizer_from(cfg, self.student, batch)
@@ -141,7 +141,7 @@ def measure(args: argparse.Namespace) -> dict:
         name, batch = spec.split(":")
         builds = {False: Regime(name, int(batch), device, False)}
         if args.compile:
-            builds[True] = Regime(name, int(batch), device, True)
+            builds[True] = Regime(name, int(batch), device, True, args.compile_backend)
         variants = [(s, p, c) for c in builds for p in paths for s in strategies]
         first_step = {}
         for s, p, c in variants:  # warm-up; the first step of a compiled variant includes its compilation
@@ -150,14 +150,23 @@ def measure(args: argparse.Namespace) -> dict:
                 builds[c].step(s, p, amp, i)
         walls = {v: [] for v in variants}
         cpus = {v: [] for v in variants}
+        peak_mem = dict.fromkeys(variants, 0.0)
         for _ in range(args.rounds):
             for s, p, c in variants:
                 def run(b=builds[c], s=s, p=p):
                     for i in range(args.steps):
                         b.step(s, p, amp, i)
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(device)
                 wall, cpu = timed(run, device)
                 walls[(s, p, c)].append(wall / args.steps)
                 cpus[(s, p, c)].append(cpu / args.steps)
+                if device.type == "cuda":
+                    peak_mem[(s, p, c)] = max(peak_mem[(s, p, c)], torch.cuda.max_memory_allocated(device) / 2**30)
+        flops = {}  # counted on the eager network: the compiled one does the same arithmetic
+        if args.flops:
+            for s, p in {(s, p) for s, p, _ in variants}:
+                flops[(s, p)] = builds[False].flops(s, p, amp)
         rows = {}
         for v in variants:
             s, p, c = v
@@ -166,13 +175,13 @@ def measure(args: argparse.Namespace) -> dict:
                    "cpu_s_per_step": statistics.median(cpus[v]), "first_step_s": first_step[v],
                    "rounds_s_per_step": walls[v]}
             if args.flops:
-                flops = builds[c].flops(s, p, amp)
-                row["gflop_per_img"] = flops / int(batch) / 1e9
+                row["gflop_per_img"] = flops[(s, p)] / int(batch) / 1e9
+                row["tflop_per_s"] = flops[(s, p)] / med / 1e12
                 peak = next((t for k, t in PEAK_BF16_TFLOPS.items() if k in machine_line()), None)
                 if peak and device.type == "cuda":
-                    row["mfu"] = flops / med / (peak * 1e12)
+                    row["mfu"] = flops[(s, p)] / med / (peak * 1e12)
             if device.type == "cuda":
-                row["peak_mem_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+                row["peak_mem_gib"] = peak_mem[v]
             rows["/".join([s, p, "compiled" if c else "eager"])] = row
         result["regimes"][spec] = rows
         print(f"{spec}: " + ", ".join(f"{k} {r['s_per_step']:.3f} s" for k, r in rows.items()), flush=True)
@@ -240,6 +249,7 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--amp", default="auto", choices=["auto", "none", "bf16", "fp16"])
     ap.add_argument("--compile", action="store_true", help="add torch.compile'd twins of every variant")
+    ap.add_argument("--compile-backend", default="inductor", help="torch.compile backend (aot_eager: a quick check)")
     ap.add_argument("--flops", action="store_true", help="count the FLOPs of one step (and MFU on a GPU)")
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps per variant (the first is recorded)")
     ap.add_argument("--rounds", type=int, default=3)
