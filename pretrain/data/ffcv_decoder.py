@@ -12,8 +12,8 @@ Import this module only through `pretrain.data.ffcv_loader` (it imports ffcv at 
 
 from __future__ import annotations
 
-from dataclasses import replace
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 from ffcv.fields.rgb_image import IMAGE_MODES
