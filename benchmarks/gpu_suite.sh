@@ -16,7 +16,8 @@
 #                64-image loader run): checks the whole suite end to end in a few minutes.
 # Results: $OUT if set, else benchmarks/results/gpu/ (smoke: benchmarks/results/gpu_smoke/):
 #   gpu_suite.md (all tables + goal checks), gpu_suite.json (all numbers), gpu_suite.log.
-# Needs torch only (no ffcv / faiss / submitit imports outside the parts that check for them).
+# Needs torch and the package's core dependencies (numpy, omegaconf, pyyaml, tqdm, pillow; see
+# GPU_SUITE_WHEELS below); ffcv, faiss and submitit are optional (checked, never imported at top level).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,12 +25,25 @@ SMOKE="${GPU_SUITE_SMOKE:-0}"
 for arg in "$@"; do
   case "$arg" in
     --cpu-smoke) SMOKE=1 ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set /p' "$0" | grep '^#'; exit 0 ;;
     *) echo "gpu_suite.sh: unknown argument '$arg' (valid: --cpu-smoke, --help)" >&2; exit 2 ;;
   esac
 done
 
 PY="${PYTHON:-python}"
+# The package's own dependencies beyond torch; a GPU machine without network can install them from
+# a carried wheel folder: pip download omegaconf pyyaml tqdm -d wheels  (then GPU_SUITE_WHEELS=wheels)
+if [ -n "${GPU_SUITE_WHEELS:-}" ]; then
+  "$PY" -m pip install -q --no-index --find-links "$GPU_SUITE_WHEELS" omegaconf pyyaml tqdm numpy pillow
+fi
+if ! "$PY" -c "import torch, numpy, omegaconf, yaml, tqdm, PIL" 2>/dev/null; then
+  echo "gpu_suite.sh: missing Python packages: $("$PY" - <<'PYEOF'
+import importlib.util
+print(" ".join(n for n in ("torch", "numpy", "omegaconf", "yaml", "tqdm", "PIL") if importlib.util.find_spec(n) is None))
+PYEOF
+) - install them (pip install -e .), or carry wheels and set GPU_SUITE_WHEELS" >&2
+  exit 2
+fi
 if [ "$SMOKE" = 1 ]; then
   RESULTS="${OUT:-benchmarks/results/gpu_smoke}"
 else
