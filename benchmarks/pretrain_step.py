@@ -67,6 +67,15 @@ def set_attention_path(module: torch.nn.Module, path: str) -> None:
             m.fused = path == "fused"
 
 
+def compile_backbone(backbone: torch.nn.Module, backend: str = "inductor") -> None:
+    """torch.compile the path the multi-crop network runs: ``backbone.forward_features``.
+
+    ``backbone.compile()`` (what ``run.compile=true`` calls) compiles only ``backbone.forward``,
+    which `MultiCropNetwork` never calls (it calls ``forward_features``), so it compiles nothing.
+    """
+    backbone.forward_features = torch.compile(backbone.forward_features, backend=backend)
+
+
 class Regime:
     """One network (student, EMA teacher, losses, AdamW) and synthetic crops of one recipe."""
 
@@ -78,8 +87,8 @@ class Regime:
         self.teacher = build_network(cfg, False).to(device)
         self.ema = EMATeacher(self.student, self.teacher)
         if compiled:
-            self.student.backbone.compile(backend=backend)
-            self.teacher.backbone.compile(backend=backend)
+            compile_backbone(self.student.backbone, backend)
+            compile_backbone(self.teacher.backbone, backend)
         self.call = StudentCall(self.student)
         self.losses = build_losses(cfg).to(device)
         self.opt = build_optimizer_from(cfg, self.student, batch)
