@@ -20,10 +20,8 @@ Writes benchmarks/results/ffcv_loader.md.
 from __future__ import annotations
 
 import argparse
-import datetime
 import gc
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -39,6 +37,8 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "ffcv_loader.md"
 sys.path.insert(0, str(REPO))  # runnable from a checkout without installing the package
 
+from provenance import command_line, load_average, machine_line, utc_now, versions_line
+
 
 def real_photos() -> dict[str, np.ndarray]:
     """The RGB photos of skimage.data and sklearn's sample images (uint8 (H, W, 3))."""
@@ -51,7 +51,7 @@ def real_photos() -> dict[str, np.ndarray]:
     for name in names:
         try:
             image = getattr(skimage.data, name)()
-        except Exception:  # some datasets need pooch downloads: skip what is not shipped
+        except (ImportError, OSError, ValueError):  # some need pooch downloads: skip what is not shipped
             continue
         photos[name] = np.repeat(image[:, :, None], 3, axis=2) if image.ndim == 2 else image[:, :, :3]
     for name, image in zip(["china", "flower"], load_sample_images().images):
@@ -106,24 +106,28 @@ def time_round(loader, epoch: int, batches: int) -> tuple[float, float]:
     for _ in range(batches):
         global_crops, local_crops, _ = next(iterator)
         assert global_crops.dtype == torch.uint8 and local_crops.shape[0] > 0
+    if global_crops.is_cuda:
+        torch.cuda.synchronize()
     wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
     del iterator
     return wall, cpu
 
 
-def machine() -> str:
-    cpu = "unknown"
-    if Path("/proc/cpuinfo").exists():
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    from importlib.metadata import version
+def libffcv_opencv() -> str:
+    """The OpenCV that ffcv's compiled helper links (not necessarily opencv-python's cv2)."""
+    import ffcv._libffcv
 
-    return (f"nproc {os.cpu_count()}, {cpu}, Python {platform.python_version()}, torch {torch.__version__}, "
-            f"ffcv {version('ffcv')}, numba {version('numba')}, opencv {version('opencv-python')}, "
-            "load average (1, 5, 15 min) at the end "
-            f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    ffcv._libffcv  # noqa: B018 - loaded: its libraries now appear in this process's memory map
+    for line in Path("/proc/self/maps").read_text().splitlines() if Path("/proc/self/maps").exists() else []:
+        if "libopencv_imgproc" in line:
+            return Path(os.path.realpath(line.split()[-1])).name
+    return "unknown"
+
+
+def versions() -> str:
+    """Versions of every library on the measured paths, and the OpenCV the resize used to run in."""
+    names = ("torch", "torchvision", "ffcv", "numba", "opencv-python", "numpy", "Pillow")
+    return f"{versions_line(names)}, libffcv links {libffcv_opencv()}"
 
 
 def main() -> None:
@@ -134,8 +138,11 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=4, help="timed batches per loader per round")
     parser.add_argument("--rounds", type=int, default=4, help="rounds incl. the untimed first one")
     parser.add_argument("--workdir", default=None, help="keep the images and beton here (default: temp dir)")
+    parser.add_argument("--device-colour", default=None, metavar="DEVICE",
+                        help="also time the ffcv loader with the colour ops on DEVICE (e.g. cuda)")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
+    load_start = load_average()
 
     from pretrain.data.datasets import ImageFolderDataset
     from pretrain.data.ffcv_loader import FFCVPretrainLoader
@@ -165,6 +172,9 @@ def main() -> None:
         "ffcv-redecode": FFCVPretrainLoader(beton, spec, args.batch_size, args.workers, seed=0, redecode=True),
         "ffcv": FFCVPretrainLoader(beton, spec, args.batch_size, args.workers, seed=0),
     }
+    if args.device_colour:  # decode + crop + flip on the CPU threads, colour ops on the device
+        loaders["ffcv-device-colour"] = FFCVPretrainLoader(beton, spec, args.batch_size, args.workers, seed=0,
+                                                           device=args.device_colour, colour_on_device=True)
     times: dict[str, list[float]] = {name: [] for name in loaders}
     cpu: dict[str, list[float]] = {name: [] for name in loaders}
     images = args.batches * args.batch_size
@@ -186,11 +196,13 @@ def main() -> None:
     cost = {name: 1000 * statistics.median(c) / images for name, c in cpu.items()}
     jpegs = sorted(str(p) for p in folder.rglob("*.jpg"))
     stages = stage_costs(jpegs[:: max(1, len(jpegs) // 64)][:64], spec)
-    write_report(Path(args.out), args, rate, cost, times, stages, machine())
+    write_report(Path(args.out), args, rate, cost, times, stages, machine_line(), versions(),
+                 f"{load_start} at the start, {load_average()} at the end")
 
 
 def write_report(out: Path, args: argparse.Namespace, rate: dict[str, float], cost: dict[str, float],
-                 times: dict[str, list[float]], stages: dict[str, float], machine_line: str) -> None:
+                 times: dict[str, list[float]], stages: dict[str, float], machine_line: str, versions_line: str,
+                 load_line: str) -> None:
     base, base_cost = rate["torchvision"], cost["torchvision"]
     images = args.batches * args.batch_size
     rows = [f"| {name} | {r:.1f} | **{r / base:.2f}x** | {r / rate['ffcv-redecode']:.2f}x | {cost[name]:.1f} | "
@@ -199,29 +211,31 @@ def write_report(out: Path, args: argparse.Namespace, rate: dict[str, float], co
     text = "\n".join([
         "# FFCV multi-crop loader vs torchvision DataLoader",
         "",
-        f"Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC. "
-        f"Machine: {machine_line}.",
+        f"Date: {utc_now()}. Machine: {machine_line}. Load average (1, 5, 15 min): {load_line}.",
         "",
-        f"Recipe: 2x224 + 10x96 crops (MultiCropSpec defaults), batch {args.batch_size}, "
+        f"Versions: {versions_line}.",
+        "",
+        (f"Recipe: 2x224 + 10x96 crops (MultiCropSpec defaults), batch {args.batch_size}, "
         f"{args.workers} workers in every loader (DataLoader processes / ffcv threads), {args.images} JPEGs "
         "(400-500 px, quality 90) cut from the real photos of scikit-image / scikit-learn; the beton stores "
         "the same images as JPEG (max side 512, quality 90). Median over "
         f"{args.rounds - 1} timed rounds of {args.batches} batches each (steady state: the clock starts at "
         "each round's first batch), loaders interleaved per round so background load hits all alike. "
         "CPU ms/image: CPU time of the process and its workers per image, which does not depend on "
-        "what else runs on the machine.",
+        "what else runs on the machine."),
         "",
-        "| loader | images/s | vs torchvision | vs FFCV-SSL-style re-decode | CPU ms/image | CPU vs torchvision "
-        "| images/s per round |",
+        ("| loader | images/s | vs torchvision | vs FFCV-SSL-style re-decode | CPU ms/image | CPU vs torchvision "
+         "| images/s per round |"),
         "|---|---|---|---|---|---|---|",
         *rows,
         "",
-        "Where the `ffcv` loader's CPU time goes (single-threaded kernels on 64 of the JPEGs, CPU ms per "
-        "image): " + ", ".join(f"{name.replace('_', ' ')} {ms:.2f}" for name, ms in stages.items()) + ". "
-        "With `colour_on_device=True` the loader threads do decode + resize + flip only.",
+        ("Where the `ffcv` loader's CPU time goes (single-threaded kernels on 64 of the JPEGs, CPU ms per "
+        "image; the stages alternate): " + ", ".join(f"{name.replace('_', ' ')} {ms:.2f}" for name, ms in stages.items())
+        + ". `resize` is the loader's numba kernel (`pretrain.data.ffcv_resize`), `resize opencv` the same crops "
+        "through ffcv's `resize_crop` (OpenCV in the library libffcv links), which the loader used before. "
+        "With `colour_on_device=True` the loader threads do decode + resize + flip only."),
         "",
-        f"Command: `python benchmarks/ffcv_loader.py --images {args.images} --workers {args.workers} "
-        f"--batch-size {args.batch_size} --batches {args.batches} --rounds {args.rounds}`",
+        f"Command: `{command_line()}`",
         "",
     ])
     out.parent.mkdir(parents=True, exist_ok=True)

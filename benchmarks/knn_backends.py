@@ -33,6 +33,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from provenance import command_line
+
 KS = (10, 20, 100, 200)
 TEMPERATURE = 0.07
 
@@ -82,7 +84,7 @@ def run_one(impl: str, folder: Path) -> dict:
     ytr = torch.from_numpy(np.load(folder / "train_labels.npy"))
     yte = torch.from_numpy(np.load(folder / "test_labels.npy"))
     num_classes = int(ytr.max()) + 1
-    import faiss  # noqa: F401,PLC0415 - libraries loaded before the baseline, so only working memory counts
+    import faiss  # noqa: F401 - libraries loaded before the baseline, so only working memory counts
 
     from downstream.knn import knn_classify
     base = _status_mb("VmRSS")
@@ -108,8 +110,9 @@ def make_data(folder: Path, n_train: int, n_test: int, dim: int, classes: int, s
 
 
 def machine() -> str:
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
-    import faiss  # noqa: PLC0415
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), "?")
+    import faiss
     return (f"{cpu}, nproc={os.cpu_count()}, torch threads={torch.get_num_threads()}, torch {torch.__version__}, "
             f"faiss {faiss.__version__}, numpy {np.__version__}, Python {platform.python_version()}")
 
@@ -140,13 +143,13 @@ def report(rows: list[dict], args, auto_choice: str, loads: tuple[str, str]) -> 
         "",
         f"Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}  ",
         f"Machine: {machine()}  ",
-        f"Data: {args.n_train} x {args.dim} train, {args.n_test} x {args.dim} test float32, {args.classes} classes "
-        f"(synthetic clusters); k in {list(KS)}, T = {TEMPERATURE}; each implementation in a fresh process.  ",
+        (f"Data: {args.n_train} x {args.dim} train, {args.n_test} x {args.dim} test float32, {args.classes} classes "
+        f"(synthetic clusters); k in {list(KS)}, T = {TEMPERATURE}; each implementation in a fresh process.  "),
         f"Load average (1/5/15 min) at start: {loads[0]}, at end: {loads[1]} (other jobs shared the CPU).  ",
-        f"`auto` resolves to **{auto_choice}** here. Command: `python benchmarks/knn_backends.py`",
+        f"`auto` resolves to **{auto_choice}** here. Command: `{command_line()}`",
         "",
-        "| implementation | time (s) | time / ref | peak RSS (MB) | RSS over data (MB) | mem / ref | "
-        "k=20 top1 | k=200 top5 | accuracy identical to ref |",
+        ("| implementation | time (s) | time / ref | peak RSS (MB) | RSS over data (MB) | mem / ref | "
+        "k=20 top1 | k=200 top5 | accuracy identical to ref |"),
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:

@@ -38,8 +38,8 @@ def main() -> None:
     args = ap.parse_args()
     dim, heads = 384, 6
     tokens = {224: 197, 96: 37}
-    rows = ["| key variant | charts H | params / block | block GFLOP @224 (T=197) | x standard | "
-            "block GFLOP @96 (T=37) | ViT-S/16 params (M) | ViT-S/16 GFLOP @224 |", "|---" * 8 + "|"]
+    rows = [("| key variant | charts H | params / block | block GFLOP @224 (T=197) | x standard | "
+            "block GFLOP @96 (T=37) | ViT-S/16 params (M) | ViT-S/16 GFLOP @224 |"), "|---" * 8 + "|"]
     base_block = None
     for variant in KEY_VARIANTS:
         for h in ([1] if variant == "standard" else args.charts):
@@ -50,9 +50,8 @@ def main() -> None:
             base_block = base_block or f224
             with torch.device("meta"):
                 model = create_model("vit_small", key_variant=variant, num_charts=h)
-            with FlopCounterMode(display=False) as counter:
-                with torch.device("meta"):
-                    model(torch.empty(1, 3, 224, 224))
+            with FlopCounterMode(display=False) as counter, torch.device("meta"):
+                model(torch.empty(1, 3, 224, 224))
             rows.append(
                 f"| {variant} | {'-' if variant == 'standard' else h} | {_params(blk) / 1e6:.3f} M | {f224 / 1e9:.3f} | "
                 f"{f224 / base_block:.2f} | {f96 / 1e9:.4f} | {_params(model) / 1e6:.1f} | "
@@ -62,10 +61,10 @@ def main() -> None:
         "# Manifold-key cost per ViT-S/16 block (D=384, 6 heads, MLP 4x)",
         "",
         f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}; torch {torch.__version__}",
-        "- counted with torch.utils.flop_counter.FlopCounterMode (1 FLOP = 1 multiply or add; "
-        "matmul-type ops only), forward pass, batch 1",
-        "- params / block include the token-mixing weights for ONE token count (197); each extra "
-        "registered token count T adds H*T^2 parameters per block (H matrices T x T, or SimpleK's T x H*T)",
+        ("- counted with torch.utils.flop_counter.FlopCounterMode (1 FLOP = 1 multiply or add; "
+        "matmul-type ops only), forward pass, batch 1"),
+        ("- params / block include the token-mixing weights for ONE token count (197); each extra "
+        "registered token count T adds H*T^2 parameters per block (H matrices T x T, or SimpleK's T x H*T)"),
         "- the paper (Meng et al., Table 1) reports fvcore MACs: divide these FLOPs by 2 to compare",
         "",
         *rows,

@@ -115,8 +115,8 @@ def main() -> None:
         "# ViT-S/16: ours vs timm",
         "",
         f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
-        f"- machine: {machine}; 1-min load average at start / end of timing: {load_start:.1f} / "
-        f"{os.getloadavg()[0]:.1f}",
+        (f"- machine: {machine}; 1-min load average at start / end of timing: {load_start:.1f} / "
+        f"{os.getloadavg()[0]:.1f}"),
         f"- torch {torch.__version__}, timm {timm.__version__}, python {platform.python_version()}",
         f"- command: `python benchmarks/vit_vs_timm.py {' '.join(f'--{k.replace(chr(95), chr(45))} {v}' for k, v in vars(args).items() if v not in (None, False))}`",
         "",
@@ -125,8 +125,8 @@ def main() -> None:
         f"- tensors loaded: {report.loaded}, missing {len(report.missing)}, unexpected {len(report.unexpected)}",
         f"- max abs diff of pooled features: {parity:.3g}",
         "",
-        f"## Forward + backward, batch {args.batch} x 3 x {args.img} x {args.img}, "
-        f"{'bf16 autocast' if args.amp else 'fp32'}{', torch.compile' if args.compile else ''}",
+        (f"## Forward + backward, batch {args.batch} x 3 x {args.img} x {args.img}, "
+        f"{'bf16 autocast' if args.amp else 'fp32'}{', torch.compile' if args.compile else ''}"),
         "",
         f"{args.repeats} interleaved repeats (order alternating), median seconds per step:",
         "",
@@ -136,10 +136,10 @@ def main() -> None:
     for name in ("ours", "timm"):
         lines.append(f"| {name} | {med[name]:.4f} | {min(times[name]):.4f} | {max(times[name]):.4f} "
                      f"| {med_cpu[name]:.4f} |")
-    lines += ["", f"**ratio ours / timm = {ratio:.3f}** wall (< 1: ours faster); "
-              f"process CPU time ratio {med_cpu['ours'] / med_cpu['timm']:.3f}", "",
-              f"FLOPs per step (FlopCounterMode, fwd+bwd): {flops / 1e9:.1f} GFLOP -> ours "
-              f"{tflops:.2f} TFLOP/s"]
+    lines += ["", (f"**ratio ours / timm = {ratio:.3f}** wall (< 1: ours faster); "
+              f"process CPU time ratio {med_cpu['ours'] / med_cpu['timm']:.3f}"), "",
+              (f"FLOPs per step (FlopCounterMode, fwd+bwd): {flops / 1e9:.1f} GFLOP -> ours "
+              f"{tflops:.2f} TFLOP/s")]
     if dev.type == "cuda":
         lines.append(f"; MFU vs {args.peak_tflops:.0f} TFLOP/s bf16 peak: {100 * tflops / args.peak_tflops:.1f}%")
     text = "\n".join(lines) + "\n"

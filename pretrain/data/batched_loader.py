@@ -6,7 +6,7 @@ milliseconds for 8 crops. Here a whole batch is cropped at once: random-resized-
 drawn for every crop in one go (torchvision's algorithm: 10 tries of scale and log-ratio, the
 whole image as fallback), cut and resized with ``torchvision.ops.roi_align`` (bilinear,
 adaptive samples per output pixel), flipped with ``torch.where``, then colour-jittered, greyed, blurred
-and solarized by :class:`pretrain.data.ffcv_device_aug.DeviceColourAugment` (which imports no
+and solarized by :class:`pretrain.data.device_colour.DeviceColourAugment` (which imports no
 ffcv). It runs on the CPU or on the training device (``device``).
 
 Determinism: every random number is drawn from generators seeded by (seed, epoch, rank, batch
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torchvision.ops import roi_align
 
-from pretrain.data.ffcv_device_aug import DeviceColourAugment
+from pretrain.data.device_colour import DeviceColourAugment
 from pretrain.data.loader import epoch_indices
 from pretrain.data.transforms import MultiCropSpec
 

@@ -93,7 +93,7 @@ class FFCVEvalLoader:
         return loader
 
     def __len__(self) -> int:
-        return -(-self.num_samples // self.batch_size)
+        return (self.num_samples + self.batch_size - 1) // self.batch_size
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         threads = torch.get_num_threads()

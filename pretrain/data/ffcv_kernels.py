@@ -58,17 +58,17 @@ def crop_box(state: np.ndarray, height: int, width: int, scale_lo: float, scale_
     for _ in range(10):
         target = area * uniform(state, scale_lo, scale_hi)
         aspect = math.exp(uniform(state, log_lo, log_hi))
-        w = int(round(math.sqrt(target * aspect)))
-        h = int(round(math.sqrt(target / aspect)))
+        w = int(round(math.sqrt(target * aspect)))  # noqa: RUF046 - numba types the result only through int()
+        h = int(round(math.sqrt(target / aspect)))  # noqa: RUF046 - numba types the result only through int()
         if 0 < w <= width and 0 < h <= height:
             top = int(uniform(state, 0.0, height - h + 1.0))
             left = int(uniform(state, 0.0, width - w + 1.0))
             return top, left, h, w
     in_ratio = width / height
     if in_ratio < ratio_lo:
-        w, h = width, int(round(width / ratio_lo))
+        w, h = width, int(round(width / ratio_lo))  # noqa: RUF046 - numba types the result only through int()
     elif in_ratio > ratio_hi:
-        h, w = height, int(round(height * ratio_hi))
+        h, w = height, int(round(height * ratio_hi))  # noqa: RUF046 - numba types the result only through int()
     else:
         w, h = width, height
     return (height - h) // 2, (width - w) // 2, h, w
@@ -156,7 +156,7 @@ def _gaussian_blur(work: np.ndarray, tmp: np.ndarray, sigma: float, ksize: int) 
     The kernel has torchvision's side ``ksize`` but is truncated at 3 sigma: the dropped taps
     hold < 0.3% of the weight and small sigmas (most draws) then cost a fraction of the work.
     """
-    radius = min(ksize // 2, int(math.ceil(3.0 * sigma)))
+    radius = min(ksize // 2, int(math.ceil(3.0 * sigma)))  # noqa: RUF046 - numba types the result only through int()
     taps = 2 * radius + 1
     weights = np.empty(taps, np.float32)
     for k in range(taps):

@@ -9,7 +9,7 @@ both loaders visit the same samples in the same order; crops are a function of
 (``set_epoch(e, start_batch=k)``, which never decodes the skipped batches) sees the same crops.
 
 Colour augmentation runs either in the loader threads (numba, the default) or on the device
-after the uint8 copy (``colour_on_device=True``, `pretrain.data.ffcv_device_aug`).
+after the uint8 copy (``colour_on_device=True``, `pretrain.data.device_colour`).
 
 References: Leclerc et al., "FFCV: Accelerating Training by Removing Data Bottlenecks", CVPR 2023;
 Bordes et al., FFCV-SSL (2023), whose pipelines decode every image once per crop.
@@ -85,7 +85,7 @@ class FFCVPretrainLoader:
         self._loader = self._build(num_workers, colour_on_device, batches_ahead, redecode)
         self._device_aug = None
         if colour_on_device:
-            from pretrain.data.ffcv_device_aug import DeviceColourAugment
+            from pretrain.data.device_colour import DeviceColourAugment
             self._device_aug = DeviceColourAugment(spec, seed=self.seed)
 
     def _build(self, num_workers: int, colour_on_device: bool, batches_ahead: int, redecode: bool):

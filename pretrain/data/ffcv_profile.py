@@ -21,9 +21,10 @@ def stage_costs(paths: Sequence[str], spec: MultiCropSpec, repeats: int = 3) -> 
     """CPU ms per image of each stage over ``paths`` (JPEG files), median of ``repeats`` passes.
 
     Returns:
-        {"decode": ..., "resize": ..., "colour": ..., "flip_only": ...}; decode + resize + colour
-        is the per-image work of the loader threads, decode + resize + flip_only their work when
-        the colour ops run on the device.
+        {"decode": ..., "resize": ..., "resize_opencv": ..., "colour": ..., "flip_only": ...};
+        decode + resize + colour is the per-image work of the loader threads, decode + resize +
+        flip_only their work when the colour ops run on the device. ``resize_opencv`` is the same
+        crops resized by ffcv's ``resize_crop`` (OpenCV in the system libopencv), for comparison.
     """
     import_ffcv()
     from ffcv.libffcv import imdecode, resize_crop
@@ -31,6 +32,7 @@ def stage_costs(paths: Sequence[str], spec: MultiCropSpec, repeats: int = 3) -> 
 
     from pretrain.data.ffcv_decoder import view_params
     from pretrain.data.ffcv_kernels import augment_crop, crop_box, sample_state
+    from pretrain.data.ffcv_resize import resize_crop_area
 
     decode_c, resize_c = njit(imdecode), njit(resize_crop)
     data = [np.fromfile(p, dtype=np.uint8) for p in paths]
@@ -45,7 +47,16 @@ def stage_costs(paths: Sequence[str], spec: MultiCropSpec, repeats: int = 3) -> 
         for raw, (h, w), image in zip(data, shapes, images):
             decode_c(raw, image, h, w, h, w, 0, 0, 1, 1, False, False)
 
+    rows = np.empty(int(sizes.max()) * 3 * max(w for _, w in shapes), np.float32)
+
     def resize() -> None:
+        state = sample_state(0, 0, 0)
+        for image, (h, w) in zip(images, shapes):
+            for v in range(len(sizes)):
+                top, left, ch, cw = crop_box(state, h, w, scales[v, 0], scales[v, 1], 3.0 / 4.0, 4.0 / 3.0)
+                resize_crop_area(image, top, left, ch, cw, crops[v], rows)
+
+    def resize_opencv() -> None:
         state = sample_state(0, 0, 0)
         for image, (h, w) in zip(images, shapes):
             for v in range(len(sizes)):
@@ -60,15 +71,19 @@ def stage_costs(paths: Sequence[str], spec: MultiCropSpec, repeats: int = 3) -> 
                     augment_crop(crops[v], outs[v], state, scratch[v][0], scratch[v][1], params[v], ksizes[v], colour)
         return run
 
-    stages = {"decode": decode, "resize": resize, "colour": augment(True), "flip_only": augment(False)}
-    return {name: _cpu_ms_per_image(fn, len(paths), repeats) for name, fn in stages.items()}
+    stages = {"decode": decode, "resize": resize, "resize_opencv": resize_opencv, "colour": augment(True),
+              "flip_only": augment(False)}
+    return _cpu_ms_per_image(stages, len(paths), repeats)
 
 
-def _cpu_ms_per_image(fn: Callable[[], None], count: int, repeats: int) -> float:
-    fn()  # compile / warm caches
-    runs = []
+def _cpu_ms_per_image(stages: dict[str, Callable[[], None]], count: int, repeats: int) -> dict[str, float]:
+    """Median CPU ms per image of each stage; the stages alternate, so load hits them alike."""
+    for fn in stages.values():
+        fn()  # compile / warm caches
+    runs: dict[str, list[float]] = {name: [] for name in stages}
     for _ in range(repeats):
-        start = time.process_time()
-        fn()
-        runs.append(time.process_time() - start)
-    return 1000.0 * float(np.median(runs)) / count
+        for name, fn in stages.items():
+            start = time.process_time()
+            fn()
+            runs[name].append(time.process_time() - start)
+    return {name: 1000.0 * float(np.median(r)) / count for name, r in runs.items()}

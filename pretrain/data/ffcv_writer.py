@@ -81,7 +81,7 @@ def _rgb_array(image: Image.Image) -> np.ndarray:
 def _check(job: tuple[str, int | None]) -> str | None:
     try:
         load_rgb(*job)
-    except Exception as err:  # PIL raises OSError, ValueError, SyntaxError, DecompressionBombError...
+    except Exception as err:  # noqa: BLE001 - PIL raises OSError, ValueError, SyntaxError, DecompressionBombError...
         return f"{type(err).__name__}: {err}"
     return None
 
@@ -90,7 +90,7 @@ def scan_images(paths: list[str], max_resolution: int | None, workers: int,
                 progress: bool = True) -> list[str | None]:
     """Decode every file in parallel; returns per file None (fine) or the reason it is unreadable."""
     jobs = [(p, max_resolution) for p in paths]
-    bar = dict(total=len(jobs), desc="checking images", unit="img", disable=not progress)
+    bar = {"total": len(jobs), "desc": "checking images", "unit": "img", "disable": not progress}
     if workers <= 1:
         return [_check(j) for j in tqdm(jobs, **bar)]
     with multiprocessing.get_context("fork").Pool(workers) as pool:
@@ -110,7 +110,7 @@ class _FolderSource:
         path, label = self.samples[index]
         try:
             return load_rgb(path, self.max_resolution), label
-        except Exception as err:  # the file changed after the check: raising here would hang ffcv's writer
+        except Exception as err:  # noqa: BLE001 - changed after the check: raising here would hang the writer
             log.error("%s became unreadable after the check (%s); writing a black 8x8 image for it", path, err)
             return np.zeros((8, 8, 3), np.uint8), label
 

@@ -230,7 +230,7 @@ def test_colour_on_device_keeps_the_crops_and_applies_the_recipe(beton, no_compi
 
 
 def test_device_augment_ops_match_their_definitions():
-    from pretrain.data.ffcv_device_aug import DeviceColourAugment
+    from pretrain.data.device_colour import DeviceColourAugment
 
     ramp = torch.arange(0, 256, 4, dtype=torch.uint8).view(1, 1, 1, 8, 8).expand(2, 3, 3, 8, 8).contiguous()
     solarize = DeviceColourAugment(small_spec(**(NO_COLOUR | {"solarize_p": 1.0, "n_local": 0})), seed=0)
