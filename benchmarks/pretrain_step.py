@@ -38,42 +38,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a 
 
 from provenance import command_line, load_average, machine_line, utc_now, versions_line
 
-from pretrain.builder import (
-    build_losses,
-    build_masker_from,
-    build_network,
-    build_optimizer_from,
-    build_schedules,
-)
+from pretrain.amp import autocast_context
+from pretrain.build import (build_loss, build_masker_from, build_network, build_optimizer_from, build_schedules,
+                            compile_backbone)
 from pretrain.config import PretrainConfig, load_config
-from pretrain.models.attention import Attention
 from pretrain.models.teacher_student import EMATeacher
-from pretrain.step import StudentCall, autocast_context, forward_losses, optimizer_step
+from pretrain.step import StepModules, StudentCall, forward_losses, optimizer_step
 
 RECIPES = {"vits16": "configs/pretrain/ibot_vits16_attmask_high.yaml", "demo": "configs/pretrain/demo_fmnist.yaml"}
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16 tensor-core peak
-
-
-def set_attention_path(module: torch.nn.Module, path: str) -> None:
-    """Select the attention path of every `Attention` module: "fused" (SDPA) or "explicit".
-
-    Until the config key ``model.attention=auto|fused|explicit`` lands this flips the modules'
-    ``fused`` flag, the only switch the model has today.
-    """
-    if path not in ("fused", "explicit"):
-        raise ValueError(f"attention path must be 'fused' or 'explicit', got {path!r}")
-    for m in module.modules():
-        if isinstance(m, Attention):
-            m.fused = path == "fused"
-
-
-def compile_backbone(backbone: torch.nn.Module, backend: str = "inductor") -> None:
-    """torch.compile the path the multi-crop network runs: ``backbone.forward_features``.
-
-    ``backbone.compile()`` (what ``run.compile=true`` calls) compiles only ``backbone.forward``,
-    which `MultiCropNetwork` never calls (it calls ``forward_features``), so it compiles nothing.
-    """
-    backbone.forward_features = torch.compile(backbone.forward_features, backend=backend)
 
 
 class Regime:
@@ -90,7 +63,7 @@ class Regime:
             compile_backbone(self.student.backbone, backend)
             compile_backbone(self.teacher.backbone, backend)
         self.call = StudentCall(self.student)
-        self.losses = build_losses(cfg).to(device)
+        self.losses = build_loss(cfg).to(device)
         self.opt = build_optimizer_from(cfg, self.student, batch)
         self.sched = build_schedules(cfg, 1000, batch)
         self.gen = torch.Generator(device=device).manual_seed(0)
@@ -109,11 +82,12 @@ class Regime:
         return self.maskers[strategy]
 
     def step(self, strategy: str, attention: str, amp: str, index: int) -> None:
-        set_attention_path(self.student, attention)
-        set_attention_path(self.teacher, attention)
+        self.student.backbone.set_attention(attention)  # the model.attention config key
+        self.teacher.backbone.set_attention(attention)
         s = self.sched.at(index)
-        res = forward_losses(self.call, self.teacher, self.losses, self.masker(strategy), self.glob, self.loc,
-                             s["teacher_temp"], 1.0, 1.0, self.gen, autocast_context(self.device, amp))
+        modules = StepModules(self.call, self.teacher, self.losses, self.masker(strategy), self.gen)
+        res = forward_losses(modules, self.glob, self.loc, s["teacher_temp"], s["teacher_patch_temp"],
+                             autocast_context(self.device, amp))
         optimizer_step(self.opt, None, res.loss, self.student, self.cfg.optim.clip_grad, s, index, 0)
         self.ema.update(s["momentum"])
 

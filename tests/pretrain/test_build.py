@@ -41,3 +41,24 @@ def test_ibot_head_without_sharing_adds_only_a_second_last_layer():
     old = load_config(PretrainConfig, None, [*TINY, "head.shared_head=false",
                                               "head.patch_head_layout=separate"])
     assert any(k.startswith("patch_head.") for k in build_network(old, student=True).state_dict())
+
+
+def test_compile_backbone_compiles_the_method_the_network_runs():
+    """``run.compile`` must reach ``forward_features`` (``module.compile()`` only wraps ``forward``)."""
+    import torch
+    from torch._dynamo.utils import counters
+
+    from pretrain.build import compile_backbone
+
+    cfg = load_config(PretrainConfig, None, TINY)
+    net = build_network(cfg, student=False)
+    x = torch.randn(2, 3, 16, 16)
+    expected = net.backbone.forward_features(x).pooled
+    torch._dynamo.reset()
+    counters.clear()
+    compile_backbone(net.backbone, backend="eager")  # tracing only: no C++ build in the test
+    got = net.forward_global(x).cls_logits
+    assert counters["frames"]["ok"] > 0  # dynamo captured a frame of the network's path
+    assert torch.allclose(net.backbone.forward_features(x).pooled, expected, atol=1e-6)
+    assert got.shape == (2, 16)
+    torch._dynamo.reset()
