@@ -8,7 +8,7 @@ from torch import Tensor
 from pretrain.masking.attmask import attmask
 from pretrain.masking.block import block_masks
 from pretrain.masking.random_mask import random_masks
-from pretrain.masking.ratios import check_grid, resolve_device, sample_mask_ratios
+from pretrain.masking.ratios import check_grid, sampling_device, sample_mask_ratios
 
 STRATEGIES = ("none", "random", "block", "attmask_high", "attmask_hint", "attmask_low")
 
@@ -83,7 +83,7 @@ class Masker:
         height, width = check_grid(grid_hw)
         if scores is not None:
             device = scores.device
-        device = resolve_device(device, generator)
+        device = sampling_device(device, generator)
         if self.strategy == "none":
             return torch.zeros(batch, height * width, dtype=torch.bool, device=device)
         if self.needs_attention and (scores is None or tuple(scores.shape) != (batch, height * width)):

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 
-def resolve_device(
+def sampling_device(
     device: torch.device | str | None, generator: torch.Generator | None
 ) -> torch.device:
     """The device to draw on: ``device`` if given, else the generator's, else the CPU."""
@@ -50,7 +50,7 @@ def sample_mask_ratios(
         raise ValueError(f"mask prob must be in [0, 1], got {prob}")
     if not 0.0 <= low <= high <= 1.0:
         raise ValueError(f"ratio_range must satisfy 0 <= low <= high <= 1, got {ratio_range}")
-    u = torch.rand(2, batch, generator=generator, device=resolve_device(device, generator))
+    u = torch.rand(2, batch, generator=generator, device=sampling_device(device, generator))
     ratios = low + (high - low) * u[1]
     return torch.where(u[0] < prob, ratios, torch.zeros_like(ratios))
 
