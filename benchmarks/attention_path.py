@@ -28,6 +28,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the benchmarks' provenance helper
+from provenance import cpu_name
+
 # (label, batch*crops, heads, T, head dim)
 CASES = [
     ("demo local 14px", 768, 4, 5, 32),
@@ -82,15 +85,6 @@ def measure(b: int, h: int, t: int, d: int, dtype: torch.dtype, reps: int, devic
                 torch.cuda.synchronize()
     return statistics.median(times["fused"]), statistics.median(times["explicit"])
 
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:

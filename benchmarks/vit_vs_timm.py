@@ -14,6 +14,7 @@ import datetime
 import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -23,15 +24,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from pretrain.models import create_model, load_pretrained
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the benchmarks' provenance helper
+from provenance import cpu_name
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _pooled_fn(model: torch.nn.Module, is_timm: bool):
@@ -110,7 +105,7 @@ def main() -> None:
     if dev.type == "cuda":
         machine = f"{torch.cuda.get_device_name(dev)}, CUDA {torch.version.cuda}"
     else:
-        machine = f"{_cpu_model()}, nproc={os.cpu_count()}, torch threads={torch.get_num_threads()}"
+        machine = f"{cpu_name()}, nproc={os.cpu_count()}, torch threads={torch.get_num_threads()}"
     lines = [
         "# ViT-S/16: ours vs timm",
         "",
