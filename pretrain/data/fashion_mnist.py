@@ -12,10 +12,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shutil
-import subprocess
-import tempfile
 from pathlib import Path
+
+from pretrain.data.debian import download_package
 
 log = logging.getLogger(__name__)
 
@@ -61,30 +60,11 @@ def ensure_fashion_mnist(dest_dir: str | os.PathLike, system_dir: str | os.PathL
         if has_fashion_mnist(folder):
             log.info("Fashion-MNIST found in %s", folder)
             return folder
-    missing = [tool for tool in ("apt-get", "dpkg") if shutil.which(tool) is None]
-    if missing:
-        raise RuntimeError(f"Fashion-MNIST is not in {dest} and {' and '.join(missing)} is not available "
-                           f"to download it. {_MANUAL}")
-    dest.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="fashion-mnist-") as tmp:
-        log.info("downloading %s with apt-get", PACKAGE)
-        _run(["apt-get", "download", PACKAGE], cwd=tmp)
-        debs = sorted(Path(tmp).glob(f"{PACKAGE}_*.deb"))
-        if not debs:
-            raise RuntimeError(f"apt-get download {PACKAGE} produced no .deb file. {_MANUAL}")
-        _run(["dpkg", "-x", str(debs[-1]), str(dest)], cwd=tmp)
+    download_package(PACKAGE, dest, hint=_MANUAL)
     if not has_fashion_mnist(extracted):
-        raise RuntimeError(f"{debs[-1].name} did not contain the IDX files in {extracted}. {_MANUAL}")
+        raise RuntimeError(f"{PACKAGE} did not contain the IDX files in {extracted}. {_MANUAL}")
     log.info("Fashion-MNIST extracted to %s", extracted)
     return extracted
-
-
-def _run(cmd: list[str], cwd: str) -> None:
-    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
-    if result.returncode != 0:
-        hint = " (try `apt-get update` first)" if cmd[0] == "apt-get" else ""
-        raise RuntimeError(f"`{' '.join(cmd)}` failed with exit code {result.returncode}{hint}: "
-                           f"{result.stderr.strip()[-2000:]}\n{_MANUAL}")
 
 
 def main(argv: list[str] | None = None) -> None:
