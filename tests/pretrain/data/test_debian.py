@@ -9,7 +9,7 @@ from pretrain.data.debian import download_package, fetch_package
 
 @pytest.mark.skipif(shutil.which("apt-get") is None, reason="needs apt-get (Debian)")
 def test_an_unknown_package_is_an_error_naming_the_command_and_the_hint(tmp_path):
-    with pytest.raises(RuntimeError, match=r"`apt-get download no-such-package-attmask` failed.*get it by hand"):
+    with pytest.raises(RuntimeError, match=r"(?s)`apt-get download no-such-package-attmask` failed.*get it by hand"):
         download_package("no-such-package-attmask", tmp_path / "cache", hint="get it by hand")
     assert not list((tmp_path / "cache").rglob("*.deb"))
 
