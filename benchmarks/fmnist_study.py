@@ -1,0 +1,290 @@
+"""Fashion-MNIST study (issue 15): every masking strategy and SimPool vs [CLS], several seeds, same budget.
+
+Each run pretrains the recipe (default ``configs/pretrain/demo_fmnist.yaml``) with one variant on a
+fixed subset of ``train_fit`` (the 50k training images outside the validation split, see
+`pretrain.data.fashion_mnist.holdout_split`), then evaluates the teacher's pooled features on the
+validation split ``train_holdout``: weighted k-NN (k=20, T=0.07, `downstream.knn.knn_classify`) with a
+bank from ``train_fit``, and a linear probe (`downstream.linear.train_heads`, learning rate chosen on
+a tenth of the bank). ``--final-test`` instead evaluates one finished variant once on the test split
+(bank: the full 60k train split).
+
+Resumable across sittings: one folder per run under ``--runs``; a run whose ``result.json`` exists
+(or whose result is already in the JSONL) is skipped; an interrupted run resumes from its
+checkpoints (the trainer resumes a given ``run.output_dir``). Results are appended to
+``results.jsonl``; the table ``results.md`` and the plots are rebuilt from the JSONL each time.
+Runs go seed-major (every variant with seed 0, then seed 1, ...) so a partial study stays balanced.
+
+Usage:
+    OMP_NUM_THREADS=1 python benchmarks/fmnist_study.py --train-size 10000 --epochs 2
+    python benchmarks/fmnist_study.py --table-only
+    python benchmarks/fmnist_study.py --final-test --variants attmask_high
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # runnable from a checkout without installing the package
+
+from downstream.knn import knn_classify  # noqa: E402
+from downstream.linear import DEFAULT_LRS, head_accuracy, select_best, train_heads  # noqa: E402
+from downstream.linear_data import cached_batches, stratified_split  # noqa: E402
+from pretrain.config import PretrainConfig, load_config  # noqa: E402
+from pretrain.data.datasets import FashionMNIST  # noqa: E402
+from pretrain.data.fashion_mnist import ensure_fashion_mnist, write_train_subset  # noqa: E402
+from pretrain.data.loader import build_eval_loader  # noqa: E402
+from pretrain.data.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform  # noqa: E402
+from pretrain.features import extract  # noqa: E402
+from pretrain.masking import build_masker  # noqa: E402
+from pretrain.models import create_model_from_checkpoint  # noqa: E402
+from pretrain.tensorboard import attention_picture  # noqa: E402
+
+log = logging.getLogger("fmnist_study")
+VARIANTS: dict[str, list[str]] = {
+    "none": ["mask.strategy=none"], "random": ["mask.strategy=random"], "block": ["mask.strategy=block"],
+    "attmask_high": ["mask.strategy=attmask_high"], "attmask_hint": ["mask.strategy=attmask_hint"],
+    "attmask_low": ["mask.strategy=attmask_low"],
+    "simpool_attmask_high": ["mask.strategy=attmask_high", "model.pooling=simpool"],  # vs attmask_high ([CLS])
+}
+SUBSET_SEED = 0  # the training subset is the same for every run: only the run seed varies
+
+
+def budget_key(a: argparse.Namespace) -> str:
+    return f"n{a.train_size}_e{a.epochs}"
+
+
+def train_subset(root: Path, size: int, dest: Path) -> Path:
+    """A data folder whose "train" split is ``size`` images of train_fit (fixed seed), class-mixed."""
+    if (dest / "train-labels-idx1-ubyte").is_file():
+        return dest
+    fit = FashionMNIST(root, "train_fit", as_pil=False)
+    rows = np.sort(np.random.default_rng(SUBSET_SEED).choice(len(fit), size=min(size, len(fit)), replace=False))
+    return write_train_subset(fit.images[rows], fit.labels[rows], dest, root)
+
+
+def features(model, root: Path, split: str, limit: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pooled teacher features (N, D) and labels (N,) of ``limit`` evenly spaced images of a split (0: all)."""
+    ds = FashionMNIST(root, split)
+    if 0 < limit < len(ds):
+        ds = torch.utils.data.Subset(ds, np.linspace(0, len(ds) - 1, limit).round().astype(int).tolist())
+    loader = build_eval_loader(ds, EvalTransform(size, resize=size), 512, 0)
+    f, y = extract(model.eval(), loader, ("pooled",), "cpu", "none", IMAGENET_MEAN, IMAGENET_STD, progress=False)
+    return torch.from_numpy(f["pooled"]), torch.from_numpy(y)
+
+
+def linear_probe(train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],
+                 epochs: int, seed: int = 0) -> float:
+    """Top-1 (%) on ``test`` of the linear head whose learning rate won on a tenth of ``train``."""
+    x, y = train
+    keep, held = stratified_split(y.numpy(), 0.1, seed)
+    fit = {"pooled": x[keep]}
+    heads, _ = train_heads(lambda bs, g: cached_batches(fit, y[keep], bs, g), {"pooled": x.shape[1]}, 10,
+                           DEFAULT_LRS, epochs, 256, -(-len(keep) // 256), seed=seed)
+    _, h = select_best(head_accuracy(heads, {"pooled": x[held]}, y[held]), DEFAULT_LRS)
+    return float(head_accuracy(heads, {"pooled": test[0]}, test[1])["pooled"][h, 0])
+
+
+def evaluate(checkpoint: Path, root: Path, a: argparse.Namespace, test: bool = False) -> dict:
+    """k-NN (k=20) and linear-probe top-1 of a checkpoint's teacher on the validation (or test) split."""
+    model, _ = create_model_from_checkpoint(checkpoint, which="teacher")
+    bank = features(model, root, "train" if test else "train_fit", 0 if test else a.bank_size, a.image_size)
+    queries = features(model, root, "test" if test else "train_holdout", 0 if test else a.val_size, a.image_size)
+    knn = knn_classify(*bank, *queries, ks=(20,), progress=False)["k=20"]["top1"]
+    return {"knn_top1": knn, "linear_top1": linear_probe(bank, queries, a.linear_epochs),
+            "bank": len(bank[1]), "queries": len(queries[1]), "split": "test" if test else "train_holdout"}
+
+
+def knn_curve(run_dir: Path) -> list[float]:
+    """Online k-NN top-1 per epoch (on the validation split) from the run's train.log (last run wins)."""
+    curve: dict[int, float] = {}
+    log_file = run_dir / "train.log"
+    for m in re.finditer(r"epoch (\d+): online k-NN top-1 ([\d.]+)%", log_file.read_text() if log_file.is_file() else ""):
+        curve[int(m.group(1))] = float(m.group(2))
+    return [curve[e] for e in sorted(curve)]
+
+
+def train_one(variant: str, seed: int, a: argparse.Namespace, root: Path, data: Path, run_dir: Path) -> dict:
+    overrides = [f"data.root={data}", f"knn.root={root}", "knn.train_split=train_fit", "knn.test_split=train_holdout",
+                 f"knn.max_train={a.knn_bank}", f"knn.max_test={a.knn_queries}", "knn.every_epochs=1",
+                 f"optim.epochs={a.epochs}", f"run.seed={seed}", f"run.output_dir={run_dir}", "run.progress=false",
+                 f"data.num_workers={a.workers}", *VARIANTS[variant], *a.set]
+    load_config(PretrainConfig, str(a.recipe), overrides)  # a bad override fails here, not in the child
+    t0 = time.perf_counter()
+    # a child process per run: its own train.log (logging is configured once per process) and memory
+    subprocess.run([sys.executable, "-m", "pretrain.train", "--config", str(a.recipe), *overrides],
+                   cwd=REPO, check=True)
+    t_train = time.perf_counter() - t0
+    result = {"variant": variant, "seed": seed, "budget": budget_key(a), "train_size": a.train_size,
+              "epochs": a.epochs, "recipe": str(Path(a.recipe).name), "overrides": a.set,
+              "train_s": round(t_train, 1), "knn_curve": knn_curve(run_dir),
+              **evaluate(run_dir / "checkpoint.pt", root, a)}
+    result["total_s"] = round(time.perf_counter() - t0, 1)
+    return result
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else float("nan"))
+
+
+def write_table(out: Path, rows: list[dict], budget: str, planned: int) -> str:
+    """results.md: mean +- std per variant, and each pairwise k-NN / linear difference against the seed std."""
+    rows = [r for r in rows if r["budget"] == budget]
+    by: dict[str, list[dict]] = {}
+    for r in rows:
+        by.setdefault(r["variant"], []).append(r)
+    order = [v for v in VARIANTS if v in by]
+    lines = [f"# Fashion-MNIST study, budget {budget} (validation split train_holdout)", "",
+             f"{len(rows)} of {planned} planned runs finished" + (" (PARTIAL)" if len(rows) < planned else "") + ".", "",
+             "| variant | seeds | k-NN top-1 (k=20) | linear top-1 | online k-NN per epoch (mean) | train min/run |",
+             "|---|---|---|---|---|---|"]
+    stats = {}
+    for v in order:
+        knn, lin = mean_std([r["knn_top1"] for r in by[v]]), mean_std([r["linear_top1"] for r in by[v]])
+        stats[v] = {"knn": knn, "linear": lin}
+        curves = [r["knn_curve"] for r in by[v] if r["knn_curve"]]
+        curve = " / ".join(f"{statistics.fmean(c[i] for c in curves if len(c) > i):.1f}"
+                           for i in range(max(map(len, curves), default=0)))
+        lines.append(f"| {v} | {len(by[v])} | {knn[0]:.2f} +- {knn[1]:.2f} | {lin[0]:.2f} +- {lin[1]:.2f} | {curve} | "
+                     f"{statistics.fmean(r['train_s'] for r in by[v]) / 60:.1f} |")
+    for metric in ("knn", "linear"):
+        lines += ["", f"## {metric}: difference of means (row - column) against the larger seed std", "",
+                  "`*` marks a difference larger than the larger of the two stds (needs >= 2 seeds each); "
+                  "anything else is within the seed noise and is not a result.", "",
+                  "| | " + " | ".join(order) + " |", "|---" * (len(order) + 1) + "|"]
+        for v in order:
+            cells = []
+            for w in order:
+                d = stats[v][metric][0] - stats[w][metric][0]
+                stds = (stats[v][metric][1], stats[w][metric][1])
+                beyond = all(np.isfinite(stds)) and abs(d) > max(stds)
+                cells.append("" if v == w else f"{d:+.2f}{'*' if beyond else ''}")
+            lines.append(f"| {v} | " + " | ".join(cells) + " |")
+    text = "\n".join(lines) + "\n"
+    (out / "results.md").write_text(text)
+    return text
+
+
+def plot_curves(out: Path, rows: list[dict], budget: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, v in enumerate(VARIANTS):
+        curves = [r["knn_curve"] for r in rows if r["budget"] == budget and r["variant"] == v and r["knn_curve"]]
+        for j, c in enumerate(curves):
+            ax.plot(range(1, len(c) + 1), c, color=f"C{i}", marker="o", alpha=0.8, label=v if j == 0 else None)
+    ax.set(xlabel="epoch", ylabel="online k-NN top-1 (%), validation subset", title=f"Fashion-MNIST study {budget}")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / f"knn_vs_epoch_{budget}.png", dpi=100)
+    plt.close(fig)
+
+
+def attention_maps(out: Path, runs: Path, root: Path, a: argparse.Namespace, n_images: int = 8) -> None:
+    """Per variant (seed 0): validation images, the teacher's [CLS]/SimPool attention, the variant's mask."""
+    from torchvision.utils import save_image
+
+    ds = torch.utils.data.Subset(FashionMNIST(root, "train_holdout"), list(range(n_images)))
+    images = next(iter(build_eval_loader(ds, EvalTransform(a.image_size, resize=a.image_size), n_images, 0)))[0]
+    x = (images.float() / 255 - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    for v, overrides in VARIANTS.items():
+        ckpt = runs / f"{v}_{budget_key(a)}_s0" / "checkpoint.pt"
+        if not ckpt.is_file():
+            continue
+        model, _ = create_model_from_checkpoint(ckpt, which="teacher")
+        with torch.no_grad():
+            scores = model.eval().forward_features(x, return_attention="cls").attention
+        strategy = overrides[0].split("=")[1]
+        grid = (a.image_size // model.patch_size,) * 2
+        masks = None if strategy == "none" else build_masker(strategy, prob=1.0, ratio_range=(0.3, 0.3))(
+            n_images, grid, scores=scores, generator=torch.Generator().manual_seed(0))
+        picture = attention_picture(x, scores, masks, IMAGENET_MEAN, IMAGENET_STD)
+        save_image(torch.nn.functional.interpolate(picture[None], scale_factor=4, mode="nearest")[0],
+                   out / f"attention_{v}.png")  # rows: image, attention (warm = high), chosen mask (grey)
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--train-size", type=int, default=10000, help="pretraining images drawn from train_fit")
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--recipe", type=Path, default=REPO / "configs" / "pretrain" / "demo_fmnist.yaml")
+    p.add_argument("--set", nargs="*", default=[], help="extra key=value overrides for every run (same budget)")
+    p.add_argument("--bank-size", type=int, default=10000, help="k-NN bank / linear training images of train_fit")
+    p.add_argument("--val-size", type=int, default=0, help="validation images (0: all 10000 of train_holdout)")
+    p.add_argument("--knn-bank", type=int, default=5000, help="online k-NN (per epoch) bank size")
+    p.add_argument("--knn-queries", type=int, default=2000, help="online k-NN (per epoch) validation images")
+    p.add_argument("--linear-epochs", type=int, default=20)
+    p.add_argument("--image-size", type=int, default=28)
+    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--runs", type=Path, default=REPO / "runs" / "fmnist_study")
+    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "fmnist_study")
+    p.add_argument("--max-runs", type=int, default=0, help="stop after this many new runs (0: all)")
+    p.add_argument("--table-only", action="store_true", help="rebuild table and plots, train nothing")
+    p.add_argument("--final-test", action="store_true", help="evaluate ONE finished variant (seeds) on the test split")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    a = parse(argv)
+    a.out.mkdir(parents=True, exist_ok=True)
+    root = ensure_fashion_mnist(REPO / "data")
+    jsonl = a.out / "results.jsonl"
+    if a.final_test:
+        if len(a.variants) != 1:
+            raise SystemExit("--final-test evaluates the one chosen recipe: pass exactly one --variants")
+        test_file = a.out / "test_results.jsonl"
+        for seed in a.seeds:
+            run_dir = a.runs / f"{a.variants[0]}_{budget_key(a)}_s{seed}"
+            if any(r["run"] == run_dir.name for r in read_jsonl(test_file)):
+                raise SystemExit(f"{run_dir.name} was already evaluated on the test split once: see {test_file}")
+            res = {"run": run_dir.name, **evaluate(run_dir / "checkpoint.pt", root, a, test=True)}
+            with test_file.open("a") as f:
+                f.write(json.dumps(res) + "\n")
+            print(json.dumps(res))
+        return
+    data = train_subset(root, a.train_size, a.runs / f"data_n{a.train_size}")
+    plan = [(v, s) for s in a.seeds for v in a.variants]
+    done = 0
+    for variant, seed in plan if not a.table_only else []:
+        run_dir = a.runs / f"{variant}_{budget_key(a)}_s{seed}"
+        recorded = {(r["variant"], r["seed"], r["budget"]) for r in read_jsonl(jsonl)}
+        if (run_dir / "result.json").is_file() or (variant, seed, budget_key(a)) in recorded:
+            continue
+        if a.max_runs and done >= a.max_runs:
+            break
+        log.info("run %s (seed %d, %s)", variant, seed, budget_key(a))
+        result = train_one(variant, seed, a, root, data, run_dir)
+        (run_dir / "result.json").write_text(json.dumps(result, indent=1))
+        if (variant, seed, budget_key(a)) not in {(r["variant"], r["seed"], r["budget"]) for r in read_jsonl(jsonl)}:
+            with jsonl.open("a") as f:
+                f.write(json.dumps(result) + "\n")
+        done += 1
+        write_table(a.out, read_jsonl(jsonl), budget_key(a), len(plan))
+    rows = read_jsonl(jsonl)
+    print(write_table(a.out, rows, budget_key(a), len(plan)))
+    plot_curves(a.out, rows, budget_key(a))
+    attention_maps(a.out, a.runs, root, a)
+
+
+if __name__ == "__main__":
+    main()
