@@ -23,6 +23,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import re
@@ -62,7 +63,11 @@ SUBSET_SEED = 0  # the training subset is the same for every run: only the run s
 
 
 def budget_key(a: argparse.Namespace) -> str:
-    return f"n{a.train_size}_e{a.epochs}"
+    """Names what every run of one comparison shares: recipe, training images, epochs, extra overrides."""
+    key = f"{Path(a.recipe).stem}_n{a.train_size}_e{a.epochs}"
+    if a.set:  # same overrides, same name; other overrides never mix into this comparison
+        key += "_" + hashlib.sha1(" ".join(sorted(a.set)).encode()).hexdigest()[:6]
+    return key
 
 
 def train_subset(root: Path, size: int, dest: Path) -> Path:
@@ -74,14 +79,19 @@ def train_subset(root: Path, size: int, dest: Path) -> Path:
     return write_train_subset(fit.images[rows], fit.labels[rows], dest, root)
 
 
-def features(model, root: Path, split: str, limit: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pooled teacher features (N, D) and labels (N,) of ``limit`` evenly spaced images of a split (0: all)."""
+def features(model, root: Path, split: str, limit: int, size: int,
+             kinds: tuple[str, ...] = ("pooled",)) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Teacher features {kind: (N, D_kind)} and labels (N,) of ``limit`` evenly spaced images of a split (0: all).
+
+    Kinds needing [CLS] are left out for a model without one (SimPool)."""
     ds = FashionMNIST(root, split)
     if 0 < limit < len(ds):
         ds = torch.utils.data.Subset(ds, np.linspace(0, len(ds) - 1, limit).round().astype(int).tolist())
     loader = build_eval_loader(ds, EvalTransform(size, resize=size), 512, 0)
-    f, y = extract(model.eval(), loader, ("pooled",), "cpu", "none", IMAGENET_MEAN, IMAGENET_STD, progress=False)
-    return torch.from_numpy(f["pooled"]), torch.from_numpy(y)
+    if getattr(model, "num_cls", 1) == 0:
+        kinds = tuple(k for k in kinds if not k.startswith("cls"))
+    f, y = extract(model.eval(), loader, kinds, "cpu", "none", IMAGENET_MEAN, IMAGENET_STD, progress=False)
+    return {k: torch.from_numpy(v) for k, v in f.items()}, torch.from_numpy(y)
 
 
 def linear_probe(train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],
@@ -97,12 +107,20 @@ def linear_probe(train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Ten
 
 
 def evaluate(checkpoint: Path, root: Path, a: argparse.Namespace, test: bool = False) -> dict:
-    """k-NN (k=20) and linear-probe top-1 of a checkpoint's teacher on the validation (or test) split."""
+    """k-NN (k=20) and linear-probe top-1 of a checkpoint's teacher on the validation (or test) split.
+
+    ``knn_top1`` / ``linear_top1`` use the pooled feature; ``knn_by_kind`` adds the k-NN of every
+    kind in ``a.kinds`` (e.g. [CLS] + patch mean) from the same forward pass.
+    """
     model, _ = create_model_from_checkpoint(checkpoint, which="teacher")
-    bank = features(model, root, "train" if test else "train_fit", 0 if test else a.bank_size, a.image_size)
-    queries = features(model, root, "test" if test else "train_holdout", 0 if test else a.val_size, a.image_size)
-    knn = knn_classify(*bank, *queries, ks=(20,), progress=False)["k=20"]["top1"]
-    return {"knn_top1": knn, "linear_top1": linear_probe(bank, queries, a.linear_epochs),
+    kinds = tuple(dict.fromkeys(("pooled", *a.kinds)))
+    bank = features(model, root, "train" if test else "train_fit", 0 if test else a.bank_size, a.image_size, kinds)
+    queries = features(model, root, "test" if test else "train_holdout", 0 if test else a.val_size,
+                       a.image_size, kinds)
+    by_kind = {k: knn_classify(bank[0][k], bank[1], queries[0][k], queries[1], ks=(20,), progress=False)["k=20"]["top1"]
+               for k in bank[0]}
+    linear = linear_probe((bank[0]["pooled"], bank[1]), (queries[0]["pooled"], queries[1]), a.linear_epochs)
+    return {"knn_top1": by_kind["pooled"], "linear_top1": linear, "knn_by_kind": by_kind,
             "bank": len(bank[1]), "queries": len(queries[1]), "split": "test" if test else "train_holdout"}
 
 
@@ -138,6 +156,19 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
 
 
+def record(jsonl: Path, run_dir: Path) -> bool:
+    """Appends the run's result.json to the JSONL unless it is there already; False if the run is unfinished."""
+    result_file = run_dir / "result.json"
+    if not result_file.is_file():
+        return False
+    result = json.loads(result_file.read_text())
+    key = (result["variant"], result["seed"], result["budget"])
+    if key not in {(r["variant"], r["seed"], r["budget"]) for r in read_jsonl(jsonl)}:
+        with jsonl.open("a") as f:
+            f.write(json.dumps(result) + "\n")
+    return True
+
+
 def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else float("nan"))
 
@@ -151,8 +182,9 @@ def write_table(out: Path, rows: list[dict], budget: str, planned: int) -> str:
     order = [v for v in VARIANTS if v in by]
     lines = [f"# Fashion-MNIST study, budget {budget} (validation split train_holdout)", "",
              f"{len(rows)} of {planned} planned runs finished" + (" (PARTIAL)" if len(rows) < planned else "") + ".", "",
-             "| variant | seeds | k-NN top-1 (k=20) | linear top-1 | online k-NN per epoch (mean) | train min/run |",
-             "|---|---|---|---|---|---|"]
+             "| variant | seeds | k-NN top-1 (k=20) | linear top-1 | k-NN other features (mean) "
+             "| online k-NN per epoch (mean) | train min/run |",
+             "|---|---|---|---|---|---|---|"]
     stats = {}
     for v in order:
         knn, lin = mean_std([r["knn_top1"] for r in by[v]]), mean_std([r["linear_top1"] for r in by[v]])
@@ -160,7 +192,10 @@ def write_table(out: Path, rows: list[dict], budget: str, planned: int) -> str:
         curves = [r["knn_curve"] for r in by[v] if r["knn_curve"]]
         curve = " / ".join(f"{statistics.fmean(c[i] for c in curves if len(c) > i):.1f}"
                            for i in range(max(map(len, curves), default=0)))
-        lines.append(f"| {v} | {len(by[v])} | {knn[0]:.2f} +- {knn[1]:.2f} | {lin[0]:.2f} +- {lin[1]:.2f} | {curve} | "
+        kinds = sorted({k for r in by[v] for k in r.get("knn_by_kind", {}) if k != "pooled"})
+        other = ", ".join(f"{k} {statistics.fmean(r['knn_by_kind'][k] for r in by[v] if k in r.get('knn_by_kind', {})):.2f}"
+                          for k in kinds)
+        lines.append(f"| {v} | {len(by[v])} | {knn[0]:.2f} +- {knn[1]:.2f} | {lin[0]:.2f} +- {lin[1]:.2f} | {other} | {curve} | "
                      f"{statistics.fmean(r['train_s'] for r in by[v]) / 60:.1f} |")
     for metric in ("knn", "linear"):
         lines += ["", f"## {metric}: difference of means (row - column) against the larger seed std", "",
@@ -233,6 +268,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--knn-bank", type=int, default=5000, help="online k-NN (per epoch) bank size")
     p.add_argument("--knn-queries", type=int, default=2000, help="online k-NN (per epoch) validation images")
     p.add_argument("--linear-epochs", type=int, default=20)
+    p.add_argument("--kinds", nargs="*", default=["cls_avg"], help="extra feature kinds for the k-NN (pooled always)")
     p.add_argument("--image-size", type=int, default=28)
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--runs", type=Path, default=REPO / "runs" / "fmnist_study")
@@ -268,16 +304,16 @@ def main(argv: list[str] | None = None) -> None:
     for variant, seed in plan if not a.table_only else []:
         run_dir = a.runs / f"{variant}_{budget_key(a)}_s{seed}"
         recorded = {(r["variant"], r["seed"], r["budget"]) for r in read_jsonl(jsonl)}
-        if (run_dir / "result.json").is_file() or (variant, seed, budget_key(a)) in recorded:
+        # finished earlier: in the JSONL (e.g. a committed one, run folders elsewhere), or its result.json
+        # exists (then recorded now, if a crash came between the two writes)
+        if (variant, seed, budget_key(a)) in recorded or record(jsonl, run_dir):
             continue
         if a.max_runs and done >= a.max_runs:
             break
         log.info("run %s (seed %d, %s)", variant, seed, budget_key(a))
         result = train_one(variant, seed, a, root, data, run_dir)
         (run_dir / "result.json").write_text(json.dumps(result, indent=1))
-        if (variant, seed, budget_key(a)) not in {(r["variant"], r["seed"], r["budget"]) for r in read_jsonl(jsonl)}:
-            with jsonl.open("a") as f:
-                f.write(json.dumps(result) + "\n")
+        record(jsonl, run_dir)
         done += 1
         write_table(a.out, read_jsonl(jsonl), budget_key(a), len(plan))
     rows = read_jsonl(jsonl)
