@@ -49,7 +49,8 @@ from pretrain.data.loader import build_eval_loader  # noqa: E402
 from pretrain.data.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform  # noqa: E402
 from pretrain.features import extract  # noqa: E402
 from pretrain.masking import build_masker  # noqa: E402
-from pretrain.models import create_model_from_checkpoint  # noqa: E402
+from pretrain.models import create_model, create_model_from_checkpoint  # noqa: E402
+from pretrain.models.weights import read_checkpoint  # noqa: E402
 from pretrain.tensorboard import attention_picture  # noqa: E402
 
 log = logging.getLogger("fmnist_study")
@@ -59,6 +60,8 @@ VARIANTS: dict[str, list[str]] = {
     "attmask_low": ["mask.strategy=attmask_low"],
     "simpool_attmask_high": ["mask.strategy=attmask_high", "model.pooling=simpool"],  # vs attmask_high ([CLS])
 }
+# untrained baselines: the architecture of this variant's run, evaluated at its random initialisation
+INIT_BASELINES: dict[str, str] = {"random_init": "attmask_high", "random_init_simpool": "simpool_attmask_high"}
 SUBSET_SEED = 0  # the training subset is the same for every run: only the run seed varies
 
 
@@ -106,13 +109,20 @@ def linear_probe(train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Ten
     return float(head_accuracy(heads, {"pooled": test[0]}, test[1])["pooled"][h, 0])
 
 
-def evaluate(checkpoint: Path, root: Path, a: argparse.Namespace, test: bool = False) -> dict:
+def evaluate(checkpoint: Path, root: Path, a: argparse.Namespace, test: bool = False,
+             init_seed: int | None = None) -> dict:
     """k-NN (k=20) and linear-probe top-1 of a checkpoint's teacher on the validation (or test) split.
 
     ``knn_top1`` / ``linear_top1`` use the pooled feature; ``knn_by_kind`` adds the k-NN of every
-    kind in ``a.kinds`` (e.g. [CLS] + patch mean) from the same forward pass.
+    kind in ``a.kinds`` (e.g. [CLS] + patch mean) from the same forward pass. With ``init_seed`` the
+    checkpoint's architecture is evaluated untrained (``torch.manual_seed(init_seed)``): the random-init baseline.
     """
-    model, _ = create_model_from_checkpoint(checkpoint, which="teacher")
+    if init_seed is None:
+        model, _ = create_model_from_checkpoint(checkpoint, which="teacher")
+    else:
+        arch = read_checkpoint(checkpoint)["model"]
+        torch.manual_seed(init_seed)
+        model = create_model(arch["name"], **dict(arch.get("kwargs") or {}))
     kinds = tuple(dict.fromkeys(("pooled", *a.kinds)))
     bank = features(model, root, "train" if test else "train_fit", 0 if test else a.bank_size, a.image_size, kinds)
     queries = features(model, root, "test" if test else "train_holdout", 0 if test else a.val_size,
@@ -131,6 +141,21 @@ def knn_curve(run_dir: Path) -> list[float]:
     for m in re.finditer(r"epoch (\d+): online k-NN top-1 ([\d.]+)%", log_file.read_text() if log_file.is_file() else ""):
         curve[int(m.group(1))] = float(m.group(2))
     return [curve[e] for e in sorted(curve)]
+
+
+def init_baselines(a: argparse.Namespace, root: Path, jsonl: Path) -> None:
+    """Records the random-init baseline of each architecture and seed whose trained run exists (no training)."""
+    recorded = {(r["variant"], r["seed"], r["budget"]) for r in read_jsonl(jsonl)}
+    for name, variant in INIT_BASELINES.items():
+        for seed in a.seeds:
+            ckpt = a.runs / f"{variant}_{budget_key(a)}_s{seed}" / "checkpoint.pt"
+            if (name, seed, budget_key(a)) in recorded or not ckpt.is_file():
+                continue
+            result = {"variant": name, "seed": seed, "budget": budget_key(a), "train_size": 0, "epochs": 0,
+                      "recipe": str(Path(a.recipe).name), "overrides": a.set, "train_s": 0.0, "knn_curve": [],
+                      **evaluate(ckpt, root, a, init_seed=seed)}
+            with jsonl.open("a") as f:
+                f.write(json.dumps(result) + "\n")
 
 
 def train_one(variant: str, seed: int, a: argparse.Namespace, root: Path, data: Path, run_dir: Path) -> dict:
@@ -179,9 +204,11 @@ def write_table(out: Path, rows: list[dict], budget: str, planned: int) -> str:
     by: dict[str, list[dict]] = {}
     for r in rows:
         by.setdefault(r["variant"], []).append(r)
-    order = [v for v in VARIANTS if v in by]
+    order = [v for v in (*VARIANTS, *INIT_BASELINES) if v in by]
+    n_trained = sum(r["variant"] in VARIANTS for r in rows)
     lines = [f"# Fashion-MNIST study, budget {budget} (validation split train_holdout)", "",
-             f"{len(rows)} of {planned} planned runs finished" + (" (PARTIAL)" if len(rows) < planned else "") + ".", "",
+             f"{n_trained} of {planned} planned training runs finished" + (" (PARTIAL)" if n_trained < planned else "")
+             + "; random_init* rows: the same architectures untrained (same seeds, same evaluation).", "",
              "| variant | seeds | k-NN top-1 (k=20) | linear top-1 | k-NN other features (mean) "
              "| online k-NN per epoch (mean) | train min/run |",
              "|---|---|---|---|---|---|---|"]
@@ -226,6 +253,7 @@ def plot_curves(out: Path, rows: list[dict], budget: str) -> None:
         for j, c in enumerate(curves):
             ax.plot(range(1, len(c) + 1), c, color=f"C{i}", marker="o", alpha=0.8, label=v if j == 0 else None)
     ax.set(xlabel="epoch", ylabel="online k-NN top-1 (%), validation subset", title=f"Fashion-MNIST study {budget}")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / f"knn_vs_epoch_{budget}.png", dpi=100)
@@ -316,6 +344,7 @@ def main(argv: list[str] | None = None) -> None:
         record(jsonl, run_dir)
         done += 1
         write_table(a.out, read_jsonl(jsonl), budget_key(a), len(plan))
+    init_baselines(a, root, jsonl)
     rows = read_jsonl(jsonl)
     print(write_table(a.out, rows, budget_key(a), len(plan)))
     plot_curves(a.out, rows, budget_key(a))

@@ -24,7 +24,7 @@ def test_table_marks_only_differences_beyond_the_larger_seed_std(tmp_path):
     rows += [_row("block", s, k, 50.0) for s, k in enumerate([71.0, 73.0])]          # mean 72, std 1.41
     rows += [_row("attmask_high", 0, 99.0, 50.0), _row("none", 9, 0.0, 0.0, budget="other")]
     text = fmnist_study.write_table(tmp_path, rows, "b", planned=21)
-    assert "9 of 21 planned runs finished (PARTIAL)" in text
+    assert "9 of 21 planned training runs finished (PARTIAL)" in text
     assert "| none | 3 | 72.00 +- 2.00 |" in text and "| random | 3 | 80.50 +- 0.50 |" in text
     knn = text.split("## knn")[1].split("## linear")[0]
     line = {ln.split("|")[1].strip(): ln.split("|")[2:-1] for ln in knn.splitlines() if ln.startswith("| ") and "|---" not in ln}
