@@ -61,7 +61,8 @@ VARIANTS: dict[str, list[str]] = {
     "simpool_attmask_high": ["mask.strategy=attmask_high", "model.pooling=simpool"],  # vs attmask_high ([CLS])
 }
 # untrained baselines: the architecture of this variant's run, evaluated at its random initialisation
-INIT_BASELINES: dict[str, str] = {"random_init": "attmask_high", "random_init_simpool": "simpool_attmask_high"}
+INIT_BASELINES: dict[str, str] = {"random_init": "attmask_high", "random_init_simpool": "simpool_attmask_high",
+                                  "raw_pixels": ""}  # raw_pixels: no model, one row
 SUBSET_SEED = 0  # the training subset is the same for every run: only the run seed varies
 
 
@@ -109,6 +110,20 @@ def linear_probe(train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Ten
     return float(head_accuracy(heads, {"pooled": test[0]}, test[1])["pooled"][h, 0])
 
 
+def pixel_baseline(root: Path, a: argparse.Namespace) -> dict:
+    """k-NN and linear probe on the raw 784 pixels, same bank / validation images as `evaluate`."""
+    sets = []
+    for split, limit in (("train_fit", a.bank_size), ("train_holdout", a.val_size)):
+        ds = FashionMNIST(root, split, as_pil=False)
+        rows = np.linspace(0, len(ds) - 1, limit).round().astype(int) if 0 < limit < len(ds) else np.arange(len(ds))
+        sets.append((torch.from_numpy(ds.images[rows].reshape(len(rows), -1).astype(np.float32) / 255),
+                     torch.from_numpy(ds.labels[rows])))
+    (bx, by), (qx, qy) = sets
+    knn = knn_classify(bx, by, qx, qy, ks=(20,), progress=False)["k=20"]["top1"]
+    return {"knn_top1": knn, "linear_top1": linear_probe((bx, by), (qx, qy), a.linear_epochs),
+            "knn_by_kind": {"pixels": knn}, "bank": len(by), "queries": len(qy), "split": "train_holdout"}
+
+
 def evaluate(checkpoint: Path, root: Path, a: argparse.Namespace, test: bool = False,
              init_seed: int | None = None) -> dict:
     """k-NN (k=20) and linear-probe top-1 of a checkpoint's teacher on the validation (or test) split.
@@ -144,16 +159,20 @@ def knn_curve(run_dir: Path) -> list[float]:
 
 
 def init_baselines(a: argparse.Namespace, root: Path, jsonl: Path) -> None:
-    """Records the random-init baseline of each architecture and seed whose trained run exists (no training)."""
+    """Records the raw-pixel baseline and the random-init baseline of each architecture and seed whose
+    trained run exists (no training)."""
     recorded = {(r["variant"], r["seed"], r["budget"]) for r in read_jsonl(jsonl)}
+    common = {"budget": budget_key(a), "train_size": 0, "epochs": 0, "recipe": str(Path(a.recipe).name),
+              "overrides": a.set, "train_s": 0.0, "knn_curve": []}
+    if ("raw_pixels", 0, budget_key(a)) not in recorded:
+        with jsonl.open("a") as f:
+            f.write(json.dumps({"variant": "raw_pixels", "seed": 0, **common, **pixel_baseline(root, a)}) + "\n")
     for name, variant in INIT_BASELINES.items():
-        for seed in a.seeds:
+        for seed in a.seeds if variant else []:
             ckpt = a.runs / f"{variant}_{budget_key(a)}_s{seed}" / "checkpoint.pt"
             if (name, seed, budget_key(a)) in recorded or not ckpt.is_file():
                 continue
-            result = {"variant": name, "seed": seed, "budget": budget_key(a), "train_size": 0, "epochs": 0,
-                      "recipe": str(Path(a.recipe).name), "overrides": a.set, "train_s": 0.0, "knn_curve": [],
-                      **evaluate(ckpt, root, a, init_seed=seed)}
+            result = {"variant": name, "seed": seed, **common, **evaluate(ckpt, root, a, init_seed=seed)}
             with jsonl.open("a") as f:
                 f.write(json.dumps(result) + "\n")
 
@@ -208,7 +227,8 @@ def write_table(out: Path, rows: list[dict], budget: str, planned: int) -> str:
     n_trained = sum(r["variant"] in VARIANTS for r in rows)
     lines = [f"# Fashion-MNIST study, budget {budget} (validation split train_holdout)", "",
              f"{n_trained} of {planned} planned training runs finished" + (" (PARTIAL)" if n_trained < planned else "")
-             + "; random_init* rows: the same architectures untrained (same seeds, same evaluation).", "",
+             + "; random_init* rows: the same architectures untrained (same seeds, same evaluation); "
+             "raw_pixels: the 784 pixel values (scaled to [0, 1]), same bank and validation images.", "",
              "| variant | seeds | k-NN top-1 (k=20) | linear top-1 | k-NN other features (mean) "
              "| online k-NN per epoch (mean) | train min/run |",
              "|---|---|---|---|---|---|---|"]
