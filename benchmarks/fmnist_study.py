@@ -217,8 +217,18 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else float("nan"))
 
 
-def write_table(out: Path, rows: list[dict], budget: str, planned: int) -> str:
-    """results.md: mean +- std per variant, and each pairwise k-NN / linear difference against the seed std."""
+def write_tables(out: Path, rows: list[dict], current: str, planned: int) -> str:
+    """results.md: one section per budget in the JSONL (the current one first); returns the current one."""
+    budgets = [current] + sorted({r["budget"] for r in rows} - {current})
+    sections = [write_table(rows, b, planned if b == current else 0) for b in budgets]
+    (out / "results.md").write_text("\n".join(sections))
+    return sections[0]
+
+
+def write_table(rows: list[dict], budget: str, planned: int = 0) -> str:
+    """Mean +- std per variant, and each pairwise k-NN / linear difference against the seed std (markdown).
+
+    ``planned``: the number of training runs this budget should have (0: unknown, not stated)."""
     rows = [r for r in rows if r["budget"] == budget]
     by: dict[str, list[dict]] = {}
     for r in rows:
@@ -226,7 +236,8 @@ def write_table(out: Path, rows: list[dict], budget: str, planned: int) -> str:
     order = [v for v in (*VARIANTS, *INIT_BASELINES) if v in by]
     n_trained = sum(r["variant"] in VARIANTS for r in rows)
     lines = [f"# Fashion-MNIST study, budget {budget} (validation split train_holdout)", "",
-             f"{n_trained} of {planned} planned training runs finished" + (" (PARTIAL)" if n_trained < planned else "")
+             (f"{n_trained} of {planned} planned training runs finished" + (" (PARTIAL)" if n_trained < planned else "")
+              if planned else f"{n_trained} training runs recorded")
              + "; random_init* rows: the same architectures untrained (same seeds, same evaluation); "
              "raw_pixels: the 784 pixel values (scaled to [0, 1]), same bank and validation images.", "",
              "| variant | seeds | k-NN top-1 (k=20) | linear top-1 | k-NN other features (mean) "
@@ -257,9 +268,7 @@ def write_table(out: Path, rows: list[dict], budget: str, planned: int) -> str:
                 beyond = all(np.isfinite(stds)) and abs(d) > max(stds)
                 cells.append("" if v == w else f"{d:+.2f}{'*' if beyond else ''}")
             lines.append(f"| {v} | " + " | ".join(cells) + " |")
-    text = "\n".join(lines) + "\n"
-    (out / "results.md").write_text(text)
-    return text
+    return "\n".join(lines) + "\n"
 
 
 def plot_curves(out: Path, rows: list[dict], budget: str) -> None:
@@ -363,10 +372,10 @@ def main(argv: list[str] | None = None) -> None:
         (run_dir / "result.json").write_text(json.dumps(result, indent=1))
         record(jsonl, run_dir)
         done += 1
-        write_table(a.out, read_jsonl(jsonl), budget_key(a), len(plan))
+        write_tables(a.out, read_jsonl(jsonl), budget_key(a), len(plan))
     init_baselines(a, root, jsonl)
     rows = read_jsonl(jsonl)
-    print(write_table(a.out, rows, budget_key(a), len(plan)))
+    print(write_tables(a.out, rows, budget_key(a), len(plan)))
     plot_curves(a.out, rows, budget_key(a))
     attention_maps(a.out, a.runs, root, a)
 

@@ -23,7 +23,7 @@ def test_table_marks_only_differences_beyond_the_larger_seed_std(tmp_path):
     rows += [_row("random", s, k, 50.0) for s, k in enumerate([80.0, 80.5, 81.0])]   # mean 80.5, std 0.5
     rows += [_row("block", s, k, 50.0) for s, k in enumerate([71.0, 73.0])]          # mean 72, std 1.41
     rows += [_row("attmask_high", 0, 99.0, 50.0), _row("none", 9, 0.0, 0.0, budget="other")]
-    text = fmnist_study.write_table(tmp_path, rows, "b", planned=21)
+    text = fmnist_study.write_tables(tmp_path, rows, "b", planned=21)
     assert "9 of 21 planned training runs finished (PARTIAL)" in text
     assert "| none | 3 | 72.00 +- 2.00 |" in text and "| random | 3 | 80.50 +- 0.50 |" in text
     knn = text.split("## knn")[1].split("## linear")[0]
@@ -34,7 +34,9 @@ def test_table_marks_only_differences_beyond_the_larger_seed_std(tmp_path):
     assert cell["random", "none"] == "+8.50*"
     assert cell["none", "block"] == "+0.00"     # within the noise
     assert cell["attmask_high", "none"] == "+27.00"  # one seed: no std, never marked
-    assert (tmp_path / "results.md").read_text() == text
+    written = (tmp_path / "results.md").read_text()
+    assert written.startswith(text)  # the current budget first, then every other budget of the JSONL
+    assert "budget other" in written.split(text)[1] and "1 training runs recorded" in written
 
 
 def test_budget_names_recipe_size_epochs_and_overrides():
