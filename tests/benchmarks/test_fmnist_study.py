@@ -59,11 +59,13 @@ def test_finished_runs_are_skipped_and_unrecorded_results_appended(tmp_path, fas
     hand = {**_row("none", 0, 12.5, 34.5, budget=key), "marker": "not retrained"}
     (done / "result.json").write_text(json.dumps(hand))
     fmnist_study.main(args)
-    rows = fmnist_study.read_jsonl(tmp_path / "out" / "results.jsonl")
+    everything = fmnist_study.read_jsonl(tmp_path / "out" / "results.jsonl")
+    assert [r["variant"] for r in everything] == ["none", "none", "raw_pixels"]
+    rows = everything[:2]
     assert [r["seed"] for r in rows] == [0, 1]
     assert rows[0] == hand  # the finished run was recorded, not trained again
     assert len(rows[1]["knn_curve"]) == 1  # seed 1 trained for real (one epoch, one online k-NN)
     assert rows[1]["train_s"] > 0 and rows[1]["queries"] == 100 and 0 <= rows[1]["knn_top1"] <= 100
     assert (tmp_path / "runs" / f"none_{key}_s1" / "checkpoint.pt").is_file()
     fmnist_study.main(args)  # everything finished: nothing trains, nothing is appended
-    assert fmnist_study.read_jsonl(tmp_path / "out" / "results.jsonl") == rows
+    assert fmnist_study.read_jsonl(tmp_path / "out" / "results.jsonl") == everything
