@@ -50,7 +50,8 @@ def holdout_split(labels: np.ndarray, size: int = HOLDOUT_SIZE, seed: int = HOLD
 
     Each class c holds out ``count_c * size / N`` images, rounded down, the ``size`` left over going
     to the classes with the largest remainders (1000 per class for the balanced Fashion-MNIST train
-    split): the last ones of a seeded random permutation of that class's indices. The same labels, size and seed always give the same split.
+    split): the last ones of a seeded random permutation of that class's indices. The same labels,
+    size and seed always give the same split.
 
     Args:
         labels: (N,) int labels of the training split.
