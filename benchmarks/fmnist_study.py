@@ -14,10 +14,14 @@ checkpoints (the trainer resumes a given ``run.output_dir``). Results are append
 ``results.jsonl``; the table ``results.md`` and the plots are rebuilt from the JSONL each time.
 Runs go seed-major (every variant with seed 0, then seed 1, ...) so a partial study stays balanced.
 
+A budget (``budget_key``: recipe, training images, epochs, ``--set`` overrides) names one comparison;
+keep the evaluation flags (``--bank-size``, ``--val-size``, ``--knn-*``) the same within a budget
+(each record states its ``bank`` / ``queries`` sizes).
+
 Usage:
     OMP_NUM_THREADS=1 python benchmarks/fmnist_study.py --train-size 10000 --epochs 2
-    python benchmarks/fmnist_study.py --table-only
-    python benchmarks/fmnist_study.py --final-test --variants attmask_high
+    python benchmarks/fmnist_study.py --train-size 10000 --epochs 2 --table-only
+    python benchmarks/fmnist_study.py --train-size 10000 --epochs 2 --final-test --variants attmask_high
 """
 
 from __future__ import annotations
