@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from pretrain.data.fashion_mnist import holdout_split
+
 log = logging.getLogger(__name__)
 
 IMG_EXTENSIONS: tuple[str, ...] = (
@@ -31,6 +33,10 @@ _IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
+# Splits carved out of the 60k training images (see `pretrain.data.fashion_mnist.holdout_split`):
+# "train_fit" (50k) to train / as the k-NN bank, "train_holdout" (10k) to validate on.
+# Not named "val": downstream code may read "val" as "the test split" for Fashion-MNIST.
+FASHION_MNIST_SPLITS: tuple[str, ...] = ("train", "test", "train_fit", "train_holdout")
 _LAYOUT = "root/<class name>/<image file>, e.g. root/dog/0001.jpg"
 
 
@@ -204,27 +210,35 @@ class FashionMNIST:
 
     Args:
         root: Folder with the IDX files (a ``dpkg -x`` extraction root also works).
-        split: "train" (60000 images) or "test" (10000 images).
+        split: "train" (60000 images), "test" (10000), or the validation split held out from
+            "train" by `pretrain.data.fashion_mnist.holdout_split` (stratified, fixed seed):
+            "train_fit" (the other 50000) and "train_holdout" (10000, 1000 per class).
         transform: Optional callable applied to each image.
         as_pil: Return PIL "L" images (default) or uint8 arrays (28, 28).
 
     Attributes:
         images: uint8 array (N, 28, 28). labels / targets: int64 array (N,). classes: 10 names.
+        indices: for "train_fit" / "train_holdout", the rows of the 60k train split taken (N,).
     """
 
     def __init__(self, root: str | os.PathLike, split: str = "train", transform: Callable | None = None,
                  as_pil: bool = True) -> None:
-        if split not in _IDX_FILES:
-            raise ValueError(f"split must be one of {sorted(_IDX_FILES)}, got {split!r}")
+        if split not in FASHION_MNIST_SPLITS:
+            raise ValueError(f"Fashion-MNIST split must be one of {', '.join(FASHION_MNIST_SPLITS)}, got {split!r}")
         self.root = _fashion_dir(Path(root))
         self.split, self.transform, self.as_pil = split, transform, as_pil
-        image_name, label_name = _IDX_FILES[split]
+        self.indices: np.ndarray | None = None
+        image_name, label_name = _IDX_FILES["test" if split == "test" else "train"]
         self.images = read_idx(_find_idx(self.root, image_name), ndim=3)
         self.labels = read_idx(_find_idx(self.root, label_name), ndim=1).astype(np.int64)
         if len(self.images) != len(self.labels):
             raise ValueError(f"{self.root}: {len(self.images)} images but {len(self.labels)} labels in split {split}")
         if self.labels.size and not 0 <= self.labels.min() <= self.labels.max() < len(FASHION_MNIST_CLASSES):
             raise ValueError(f"{self.root}: labels outside 0..9 in split {split}; the label file is not Fashion-MNIST")
+        if split in ("train_fit", "train_holdout"):
+            fit, held = holdout_split(self.labels)
+            self.indices = fit if split == "train_fit" else held
+            self.images, self.labels = self.images[self.indices], self.labels[self.indices]
         self.classes = list(FASHION_MNIST_CLASSES)
 
     @property
@@ -302,7 +316,7 @@ def build_dataset(name: str, root: str | os.PathLike, split: str | None = None,
         name: "imagefolder" or "fashion_mnist".
         root: Dataset folder.
         split: imagefolder: None uses ``root`` itself, otherwise ``root/<split>`` (which must exist);
-            fashion_mnist: "train" (default) or "test".
+            fashion_mnist: "train" (default), "test", "train_fit" or "train_holdout" (see `FashionMNIST`).
         transform: Optional callable applied to each PIL image.
         skip_unreadable: imagefolder: an unreadable file gives None (evaluation) instead of a
             substitute sample (pretraining); see `ImageFolderDataset`.

@@ -4,6 +4,11 @@ Debian ships the data set as the package ``dataset-fashion-mnist`` (files under
 /usr/share/datasets/fashion-mnist). Without root, ``apt-get download`` fetches the .deb and
 ``dpkg -x`` unpacks it into any folder.
 
+Also the validation split held out from the 60k training images (`holdout_split`: the splits
+``train_fit`` / ``train_holdout`` of `pretrain.data.datasets.FashionMNIST`) and `write_train_subset`,
+which writes a folder whose "train" files hold only chosen training images (a smaller
+pretraining set for studies).
+
 Usage: ``python -m pretrain.data.fashion_mnist DEST`` prints the folder holding the files.
 """
 
@@ -13,6 +18,8 @@ import argparse
 import logging
 import os
 from pathlib import Path
+
+import numpy as np
 
 from pretrain.data.debian import download_package
 
@@ -28,6 +35,88 @@ _MANUAL = (
     "`dpkg -x {pkg}_*.deb DEST` (the files land in DEST/usr/share/datasets/fashion-mnist), or put "
     "{files} (each optionally .gz) from https://github.com/zalandoresearch/fashion-mnist into DEST."
 ).format(pkg=PACKAGE, files=", ".join(FILES))
+
+
+# The validation split: 10k of the 60k training images, 1000 per class (stratified), chosen by a
+# fixed seed once and for all so that every run, evaluator and sitting holds out the same images.
+HOLDOUT_SIZE = 10000
+HOLDOUT_SEED = 15
+
+
+def holdout_split(labels: np.ndarray, size: int = HOLDOUT_SIZE, seed: int = HOLDOUT_SEED,
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified hold-out: (fit indices, held-out indices), both sorted, disjoint, covering all.
+
+    Each class c holds out ``count_c * size / N`` images, rounded down, the ``size`` left over going
+    to the classes with the largest remainders (1000 per class for the balanced Fashion-MNIST train
+    split): the last ones of a seeded random permutation of that class's indices. The same labels,
+    size and seed always give the same split.
+
+    Args:
+        labels: (N,) int labels of the training split.
+        size: Number of images to hold out (0 < size < N).
+        seed: numpy ``default_rng`` seed of the permutation.
+
+    Raises:
+        ValueError: ``size`` outside (0, N).
+    """
+    labels = np.asarray(labels)
+    n = len(labels)
+    if not 0 < size < n:
+        raise ValueError(f"hold-out size {size} must be between 1 and {n - 1} (the split has {n} images)")
+    perm = np.random.default_rng(seed).permutation(n)
+    perm = perm[np.argsort(labels[perm], kind="stable")]  # grouped by class, random order within
+    counts = np.unique(labels, return_counts=True)[1]
+    quota = counts * size / n
+    takes = np.floor(quota).astype(np.int64)
+    extra = np.argsort(-(quota - takes), kind="stable")[:size - int(takes.sum())]
+    takes[extra] += 1  # largest remainders first: exactly ``size`` in all
+    held = []
+    start = 0
+    for count, take in zip(counts, takes):
+        held.append(perm[start + count - take:start + count])
+        start += count
+    held_idx = np.sort(np.concatenate(held))
+    fit = np.ones(n, dtype=bool)
+    fit[held_idx] = False
+    return np.flatnonzero(fit), held_idx
+
+
+def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Write a uint8 array as a raw (not gzipped) IDX file, readable by `datasets.read_idx`."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    tmp = Path(f"{path}.tmp")
+    tmp.write_bytes(header + array.tobytes())
+    tmp.replace(path)  # a reader never sees a half-written file
+
+
+def write_train_subset(images: np.ndarray, labels: np.ndarray, dest: str | os.PathLike,
+                       test_from: str | os.PathLike) -> Path:
+    """A Fashion-MNIST folder whose "train" split is exactly ``images`` / ``labels``.
+
+    The pretraining loaders read the split "train" of ``data.root``; pointing ``data.root`` at this
+    folder pretrains on a chosen subset (e.g. 10k images of ``train_fit``). The "test" files are
+    links to those in ``test_from``, so the folder is complete for `ensure_fashion_mnist`.
+
+    Args:
+        images: uint8 (N, 28, 28). labels: (N,) ints in 0..9.
+        dest: Folder to create (files are replaced).
+        test_from: Folder with the original t10k files.
+    """
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    write_idx(dest / FILES[0], images)
+    write_idx(dest / FILES[1], np.asarray(labels).astype(np.uint8))
+    for name in FILES[2:]:
+        src = next((p for p in (Path(test_from) / name, Path(test_from) / f"{name}.gz") if p.is_file()), None)
+        if src is None:
+            raise FileNotFoundError(f"{name}[.gz] not found in {test_from}: pass the folder of the full data set")
+        link = dest / src.name
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(src.resolve())
+    return dest
 
 
 def has_fashion_mnist(folder: str | os.PathLike) -> bool:

@@ -271,3 +271,26 @@ def test_skip_unreadable_returns_none_and_eval_loader_drops_exactly_those(tmp_pa
                 and not p.endswith("empty.jpg")]
     assert got == expected and len(got) == 4
     assert ds.skipped == 3 and sorted(ds.skipped_paths) == sorted(map(str, bad + [tmp_path / "things" / "empty.jpg"]))
+
+
+def test_fashion_mnist_validation_split_is_a_stratified_disjoint_partition(fashion_mnist_root):
+    full = FashionMNIST(fashion_mnist_root, "train", as_pil=False)
+    fit = build_dataset("fashion_mnist", fashion_mnist_root, "train_fit")
+    held = build_dataset("fashion_mnist", fashion_mnist_root, "train_holdout")
+    assert (len(fit), len(held)) == (50000, 10000)
+    assert np.intersect1d(fit.indices, held.indices).size == 0
+    assert np.array_equal(np.sort(np.concatenate([fit.indices, held.indices])), np.arange(60000))
+    assert np.bincount(held.labels, minlength=10).tolist() == [1000] * 10  # stratified
+    for ds in (fit, held):  # images and labels are the rows of the full split they claim to be
+        rows = np.array([0, 1, len(ds) // 2, len(ds) - 1])
+        assert np.array_equal(ds.images[rows], full.images[ds.indices[rows]])
+        assert np.array_equal(ds.labels, full.labels[ds.indices])
+        image, label = ds[int(rows[2])]
+        assert np.array_equal(np.asarray(image), full.images[ds.indices[rows[2]]]) and label == ds.labels[rows[2]]
+    again = FashionMNIST(fashion_mnist_root, "train_holdout")
+    assert np.array_equal(again.indices, held.indices)  # deterministic across constructions
+
+
+def test_unknown_fashion_mnist_split_names_the_valid_ones(fashion_mnist_root):
+    with pytest.raises(ValueError, match="train_fit, train_holdout"):
+        FashionMNIST(fashion_mnist_root, "val")

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pretrain.data.datasets import FashionMNIST
@@ -57,3 +58,30 @@ def test_command_line_prints_the_folder(tmp_path):
     result = subprocess.run([sys.executable, "-m", "pretrain.data.fashion_mnist", str(tmp_path)],
                             capture_output=True, text=True, cwd=REPO, check=True)
     assert result.stdout.strip() == str(SYSTEM_DIR)
+
+
+def test_holdout_split_by_hand():
+    from pretrain.data.fashion_mnist import holdout_split
+
+    labels = np.array([0, 1, 0, 1, 0, 1, 2, 2, 2, 2])  # 3 / 3 / 4 of each class, hold out half
+    fit, held = holdout_split(labels, size=5, seed=0)
+    # quotas 1.5, 1.5, 2.0 -> floors 1, 1, 2; the one left over goes to the first largest remainder
+    assert np.bincount(labels[held], minlength=3).tolist() == [2, 1, 2]
+    assert sorted(np.concatenate([fit, held]).tolist()) == list(range(10))
+    assert np.array_equal(held, holdout_split(labels, size=5, seed=0)[1])
+    seeds = {tuple(holdout_split(labels, size=5, seed=s)[1]) for s in range(10)}
+    assert len(seeds) > 1  # the seed matters
+    with pytest.raises(ValueError, match="between 1 and 9"):
+        holdout_split(labels, size=10)
+
+
+def test_written_train_subset_reads_back(tmp_path, fashion_mnist_root):
+    from pretrain.data.fashion_mnist import write_train_subset
+
+    full = FashionMNIST(fashion_mnist_root, "train", as_pil=False)
+    rows = np.array([5, 17, 59999])
+    folder = write_train_subset(full.images[rows], full.labels[rows], tmp_path / "sub", fashion_mnist_root)
+    assert ensure_fashion_mnist(folder, system_dir=None) == folder
+    sub = FashionMNIST(folder, "train", as_pil=False)
+    assert np.array_equal(sub.images, full.images[rows]) and np.array_equal(sub.labels, full.labels[rows])
+    assert len(FashionMNIST(folder, "test")) == 10000
