@@ -223,6 +223,8 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 def write_tables(out: Path, rows: list[dict], current: str, planned: int) -> str:
     """results.md: one section per budget in the JSONL (the current one first); returns the current one."""
+    seen: set = set()  # two processes finishing together may both have recorded a baseline: count it once
+    rows = [r for r in rows if (k := (r["variant"], r["seed"], r["budget"])) not in seen and not seen.add(k)]
     budgets = [current] + sorted({r["budget"] for r in rows} - {current})
     sections = [write_table(rows, b, planned if b == current else 0) for b in budgets]
     (out / "results.md").write_text("\n".join(sections))
@@ -313,7 +315,7 @@ def attention_maps(out: Path, runs: Path, root: Path, a: argparse.Namespace, n_i
             n_images, grid, scores=scores, generator=torch.Generator().manual_seed(0))
         picture = attention_picture(x, scores, masks, IMAGENET_MEAN, IMAGENET_STD)
         save_image(torch.nn.functional.interpolate(picture[None], scale_factor=4, mode="nearest")[0],
-                   out / f"attention_{v}.png")  # rows: image, attention (warm = high), chosen mask (grey)
+                   out / f"attention_{budget_key(a)}_{v}.png")  # rows: image, attention (warm = high), chosen mask (grey)
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -362,8 +364,11 @@ def main(argv: list[str] | None = None) -> None:
     data = train_subset(root, a.train_size, a.runs / f"data_n{a.train_size}")
     plan = [(v, s) for s in a.seeds for v in a.variants]
     done = 0
-    for variant, seed in plan if not a.table_only else []:
+    for variant, seed in plan:
         run_dir = a.runs / f"{variant}_{budget_key(a)}_s{seed}"
+        if a.table_only:  # trains nothing, but records finished runs the JSONL misses
+            record(jsonl, run_dir)
+            continue
         recorded = {(r["variant"], r["seed"], r["budget"]) for r in read_jsonl(jsonl)}
         # finished earlier: in the JSONL (e.g. a committed one, run folders elsewhere), or its result.json
         # exists (then recorded now, if a crash came between the two writes)
