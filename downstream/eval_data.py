@@ -111,7 +111,10 @@ def build_eval_dataset(spec: DataSpec, role: str, transform: Callable | None = N
         raise ValueError(f"{role} data needs a root folder: set {role}_data.root=... (or data.root=...)")
     split = _split_for(spec, role)
     if spec.dataset == "fashion_mnist" and split == "val":
-        split = "test"  # Fashion-MNIST has no separate validation split
+        # never the test split in disguise: choosing anything on it would tune on the test set
+        raise ValueError("Fashion-MNIST has no split 'val': use split=train_holdout (10k validation images "
+                         "held out of the 60k) with split=train_fit (the other 50k) as the training side, "
+                         "or split=test for the final report")
     dataset = build_dataset(spec.dataset, spec.root, split, transform=transform, skip_unreadable=True)
     if 0 < spec.max_samples < len(dataset):
         keep = np.linspace(0, len(dataset) - 1, spec.max_samples).round().astype(np.int64)

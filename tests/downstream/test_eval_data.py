@@ -45,6 +45,15 @@ def test_fashion_mnist_subset_keeps_labels(fashion_mnist_root):
     assert np.array_equal(dataset_targets(ds), [ds[i][1] for i in range(100)])
 
 
+def test_fashion_mnist_val_is_refused_not_the_test_split(fashion_mnist_root):
+    """'val' used to mean the test split: selecting on it tuned on the test set."""
+    with pytest.raises(ValueError, match="train_holdout"):
+        build_eval_dataset(DataSpec(dataset="fashion_mnist", root=str(fashion_mnist_root), split="val"), "test")
+    held = build_eval_dataset(DataSpec(dataset="fashion_mnist", root=str(fashion_mnist_root),
+                                       split="train_holdout"), "test")
+    assert len(held) == 10000
+
+
 def test_errors_name_the_fix(tmp_path):
     with pytest.raises(ValueError, match="train_data.root"):
         build_eval_dataset(DataSpec(), "train")
