@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from pretrain.data.transforms import normalize_on_device
+from pretrain.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_on_device
 
 KINDS: tuple[str, ...] = ("pooled", "cls", "avg", "cls_avg", "cls4", "cls4_avg")
 _AMP: dict[str, torch.dtype | None] = {"auto": None, "bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
@@ -66,8 +66,8 @@ def represent(model: nn.Module, images: torch.Tensor, kinds: Sequence[str],
 
 @torch.no_grad()
 def extract(model: nn.Module, loader: Iterable, kinds: Sequence[str] = ("pooled",),
-            device: str | torch.device = "cpu", amp: str = "auto", mean: Sequence[float] = (0.485, 0.456, 0.406),
-            std: Sequence[float] = (0.229, 0.224, 0.225), progress: bool = True,
+            device: str | torch.device = "cpu", amp: str = "auto", mean: Sequence[float] = IMAGENET_MEAN,
+            std: Sequence[float] = IMAGENET_STD, progress: bool = True,
             desc: str = "features") -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Run the frozen model over a loader of (uint8 (B, 3, H, W), int64 (B,)) batches.
 

@@ -31,7 +31,7 @@ from downstream.localization.metrics import (
     normalize_map,
     thresholds_for,
 )
-from pretrain.data.transforms import normalize_on_device
+from pretrain.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_on_device
 
 __all__ = ["Collected", "evaluate_backbone"]
 
@@ -59,7 +59,7 @@ def _best_head(head_maps: np.ndarray, gt: np.ndarray, thresholds: np.ndarray, na
 @torch.no_grad()
 def evaluate_backbone(model: nn.Module, loader, interval: float = 0.01, block: int = -1, source: str = "auto",
                       heads: str = "mean", per_head: bool = True, lost: bool = False, mass: float = 0.6,
-                      mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), device: str | torch.device = "cpu",
+                      mean=IMAGENET_MEAN, std=IMAGENET_STD, device: str | torch.device = "cpu",
                       with_masks: bool = False, keep_maps: bool = False, pictures: int = 0,
                       progress: bool = True) -> tuple[dict, Collected]:
     """Evaluate ``model``'s attention on a loader of :func:`~downstream.localization.dataset.collate` batches.

@@ -28,6 +28,7 @@ from downstream.eval_cli import parse_with_aliases, save_beside
 from downstream.backbone import ModelSpec, build_backbone
 from pretrain.distributed import select_device
 from downstream.results import log_results, tensorboard_dir, write_json
+from pretrain.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,8 @@ class LocDataConfig:
     num_workers: int = 2
     max_images: int = 0  # > 0: the first max_images images
     masks: bool = True  # PxAP when the layout has masks
-    mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
-    std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
+    mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
+    std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
 
 
 @dataclass

@@ -7,9 +7,8 @@ from dataclasses import dataclass, field
 from downstream.backbone import ModelSpec
 from downstream.pose.losses import LOSS_INIT, PoseLoss
 from downstream.pose.model import PoseHead
+from pretrain.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
-IMAGENET_MEAN = [0.485, 0.456, 0.406]
-IMAGENET_STD = [0.229, 0.224, 0.225]
 
 
 @dataclass

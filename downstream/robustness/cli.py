@@ -32,7 +32,7 @@ from pretrain.distributed import select_device
 from downstream.linear import DEFAULT_LRS, head_accuracy, select_best, train_heads
 from downstream.robustness.data import folder_loader, load_in_to_in9, map_to_in9
 from downstream.results import log_results, tensorboard_dir, write_json
-from pretrain.data.transforms import normalize_on_device
+from pretrain.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_on_device
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +49,8 @@ class BgDataConfig:
     image_size: int = 224
     batch_size: int = 64
     num_workers: int = 2
-    mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
-    std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
+    mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
+    std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
 
 
 @dataclass
