@@ -146,7 +146,9 @@ def crop_spec(cfg: PretrainConfig) -> MultiCropSpec:
     d = cfg.data
     return MultiCropSpec(global_size=d.global_size, local_size=d.local_size, n_global=d.n_global,
                          n_local=d.n_local, global_scale=tuple(d.global_scale),
-                         local_scale=tuple(d.local_scale))
+                         local_scale=tuple(d.local_scale), flip_p=d.flip_p, color_jitter=tuple(d.color_jitter),
+                         jitter_p=d.jitter_p, gray_p=d.gray_p, blur_p=tuple(d.blur_p),
+                         blur_sigma=tuple(d.blur_sigma), solarize_p=d.solarize_p)
 
 
 def resolve_root(dataset: str, root: str) -> str:

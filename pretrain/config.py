@@ -114,6 +114,15 @@ class DataConfig:
     n_local: int = 10
     global_scale: list[float] = field(default_factory=lambda: [0.25, 1.0])
     local_scale: list[float] = field(default_factory=lambda: [0.05, 0.25])
+    # photometric augmentation (defaults: DINO / iBOT's ImageNet recipe, see MultiCropSpec); blur_sigma is
+    # in pixels of the crop, so small images want a smaller one (measured on Fashion-MNIST: configs/pretrain)
+    flip_p: float = 0.5
+    color_jitter: list[float] = field(default_factory=lambda: [0.4, 0.4, 0.2, 0.1])  # brightness contrast sat. hue
+    jitter_p: float = 0.8
+    gray_p: float = 0.2
+    blur_p: list[float] = field(default_factory=lambda: [1.0, 0.1, 0.5])  # global 1, global 2, local
+    blur_sigma: list[float] = field(default_factory=lambda: [0.1, 2.0])
+    solarize_p: float = 0.2
 
 
 @dataclass
@@ -214,9 +223,29 @@ def check_pretrain(cfg: PretrainConfig) -> None:
     if d.loader == "batched" and d.dataset != "fashion_mnist":
         raise ConfigError("data.loader=batched keeps the whole data set in memory and supports "
                           f"data.dataset=fashion_mnist; use data.loader=torchvision or ffcv for {d.dataset!r}")
+    _check_augmentation(d)
     if not 0 <= cfg.mask.ratio_min <= cfg.mask.ratio_max <= 1:
         raise ConfigError(f"need 0 <= mask.ratio_min <= mask.ratio_max <= 1, got {cfg.mask.ratio_min}, "
                           f"{cfg.mask.ratio_max}")
+
+
+def _check_augmentation(d: DataConfig) -> None:
+    """Probabilities in [0, 1], ranges 0 < low <= high, list lengths: before any data is read."""
+    lengths = {"global_scale": 2, "local_scale": 2, "color_jitter": 4, "blur_p": 3, "blur_sigma": 2}
+    for name, n in lengths.items():
+        if len(getattr(d, name)) != n:
+            raise ConfigError(f"data.{name}={list(getattr(d, name))} needs {n} numbers")
+    for name in ("global_scale", "local_scale", "blur_sigma"):
+        low, high = getattr(d, name)
+        if not 0 < low <= high:
+            raise ConfigError(f"data.{name}={[low, high]} must satisfy 0 < low <= high")
+    probabilities = {"flip_p": d.flip_p, "jitter_p": d.jitter_p, "gray_p": d.gray_p, "solarize_p": d.solarize_p,
+                     **{f"blur_p[{i}]": p for i, p in enumerate(d.blur_p)}}
+    for name, p in probabilities.items():
+        if not 0 <= p <= 1:
+            raise ConfigError(f"data.{name}={p} is a probability: give a value in [0, 1]")
+    if min(d.color_jitter) < 0 or d.color_jitter[3] > 0.5:
+        raise ConfigError(f"data.color_jitter={list(d.color_jitter)}: strengths must be >= 0 and hue <= 0.5")
 
 
 # ----------------------------------------------------------------------------- machinery

@@ -62,3 +62,20 @@ def test_compile_backbone_compiles_the_method_the_network_runs():
     assert torch.allclose(net.backbone.forward_features(x).pooled, expected, atol=1e-6)
     assert got.shape == (2, 16)
     torch._dynamo.reset()
+
+
+def test_augmentation_keys_reach_the_crop_recipe_and_default_to_dinos():
+    """data.flip_p ... data.solarize_p configure MultiCropSpec; unset, they are DINO/iBOT's ImageNet recipe."""
+    from pretrain.data.transforms import MultiCropSpec
+
+    default = crop_spec(load_config(PretrainConfig, None, TINY))
+    names = ("flip_p", "color_jitter", "jitter_p", "gray_p", "blur_p", "blur_sigma", "solarize_p")
+    assert {n: getattr(default, n) for n in names} == {n: getattr(MultiCropSpec(), n) for n in names}
+    assert (default.blur_p, default.blur_sigma, default.solarize_p) == ((1.0, 0.1, 0.5), (0.1, 2.0), 0.2)
+    cfg = load_config(PretrainConfig, None, [*TINY, "data.flip_p=0", "data.color_jitter=[0.1,0.2,0,0]",
+                                             "data.jitter_p=0.3", "data.gray_p=0", "data.blur_p=[0,0.5,0]",
+                                             "data.blur_sigma=[0.1,0.5]", "data.solarize_p=0"])
+    spec = crop_spec(cfg)
+    assert (spec.flip_p, spec.color_jitter, spec.jitter_p, spec.gray_p) == (0.0, (0.1, 0.2, 0.0, 0.0), 0.3, 0.0)
+    assert (spec.blur_p, spec.blur_sigma, spec.solarize_p) == ((0.0, 0.5, 0.0), (0.1, 0.5), 0.0)
+    assert [v.blur_p for v in spec.views()[:3]] == [0.0, 0.5, 0.0]  # global 1, global 2, first local

@@ -147,3 +147,16 @@ def test_help_points_to_the_keys_and_help_config_lists_them(capsys):
     assert "mask.strategy='attmask_high'  (one of: attmask_high, none, random, block, attmask_hint, attmask_low)" in text
     assert "data.n_global=2" in text and "optim.schedule=" in text
     assert len(text.splitlines()) == len([k for k in text.splitlines() if "=" in k])
+
+
+@pytest.mark.parametrize("override,message", [
+    ("data.blur_p=[1.0,0.1]", r"data.blur_p=\[1.0, 0.1\] needs 3 numbers"),
+    ("data.solarize_p=1.5", r"data.solarize_p=1.5 is a probability"),
+    ("data.blur_p=[1.0,-0.1,0.5]", r"data.blur_p\[1\]=-0.1 is a probability"),
+    ("data.blur_sigma=[2.0,0.5]", r"data.blur_sigma=\[2.0, 0.5\] must satisfy 0 < low <= high"),
+    ("data.local_scale=[0,0.3]", r"data.local_scale=\[0.0, 0.3\] must satisfy"),
+    ("data.color_jitter=[0.4,0.4,0.2,0.9]", r"hue <= 0.5"),
+])
+def test_bad_augmentation_values_fail_when_the_config_is_read(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(PretrainConfig, None, [override])
