@@ -94,16 +94,20 @@ def forward_losses(m: StepModules, glob: torch.Tensor, loc: torch.Tensor | None,
         if m.masker is not None:
             masks = m.masker(glob.shape[0], grid, scores=t_out.attention if need_scores else None,
                              generator=m.generator)
-        s_glob, s_loc = m.student(glob, loc, masks)
+        with_patch = t_out.patch_logits is not None
+        # no masker: the patch loss sees no masked token (it is 0; the patch centre still follows the teacher)
+        loss_masks = masks if masks is not None or not with_patch else \
+            torch.zeros(t_out.patch_logits.shape[:2], dtype=torch.bool, device=glob.device)
+        index = None
+        if with_patch:  # the student's patch outputs only where the loss reads them (none without masks)
+            index = patch_index(loss_masks, m.masker) if masks is not None else loss_masks.new_empty(
+                (loss_masks.shape[0], 0), dtype=torch.long)
+        s_glob, s_loc = m.student(glob, loc, masks, index)
     s_cls = s_glob.cls_logits if s_loc is None else torch.cat([s_glob.cls_logits, s_loc])
-    with_patch = s_glob.patch_logits is not None
-    # no masker: the patch loss sees no masked token (it is 0; the patch centre still follows the teacher)
-    loss_masks = masks if masks is not None or not with_patch else \
-        torch.zeros(s_glob.patch_logits.shape[:2], dtype=torch.bool, device=glob.device)
     terms = m.loss(s_cls.float(), t_out.cls_logits.float(),
                    s_glob.patch_logits.float() if with_patch else None,
                    t_out.patch_logits.float() if with_patch else None,
-                   loss_masks, teacher_temp, teacher_patch_temp)
+                   loss_masks, teacher_temp, teacher_patch_temp, patch_index=index)
     zero = terms.cls.new_zeros(())
     return StepOutput(
         loss=terms.total, loss_cls=terms.cls.detach(), loss_patch=terms.patch.detach(),
@@ -111,6 +115,21 @@ def forward_losses(m: StepModules, glob: torch.Tensor, loc: torch.Tensor | None,
         attn_entropy=attention_entropy(t_out.attention),
         images=glob, scores=t_out.attention, masks=masks,
     )
+
+
+def patch_index(masks: torch.Tensor, masker: object | None) -> torch.Tensor:
+    """(B, M) long positions holding every masked patch of each row, in token order.
+
+    The patch loss reads the student's patch outputs on masked tokens only, so the student
+    computes them (last block, head) on these ``M = masker.max_count(N)`` positions per crop
+    instead of all ``N`` (the masked ones first, then unmasked ones to fill up; no host sync).
+    A masker without ``max_count`` gives all ``N`` positions.
+    """
+    n = masks.shape[1]
+    bound = getattr(masker, "max_count", None)
+    m = n if bound is None else min(n, bound(n))
+    first = torch.sort(masks.to(torch.uint8), dim=1, descending=True, stable=True).indices[:, :m]
+    return torch.sort(first, dim=1).values
 
 
 class StudentCall(nn.Module):
@@ -121,9 +140,11 @@ class StudentCall(nn.Module):
         super().__init__()
         self.net = net
 
-    def forward(self, glob: torch.Tensor, loc: torch.Tensor | None, masks: torch.Tensor | None):
-        """glob (G*B, 3, H, W), loc (L*B, 3, h, w) or None, masks (G*B, N) or None."""
-        out = self.net.forward_global(glob, masks=masks)
+    def forward(self, glob: torch.Tensor, loc: torch.Tensor | None, masks: torch.Tensor | None,
+                keep_patches: torch.Tensor | None = None):
+        """glob (G*B, 3, H, W), loc (L*B, 3, h, w) or None, masks (G*B, N) or None, keep_patches
+        (G*B, M) long or None (the patch positions whose logits the loss reads)."""
+        out = self.net.forward_global(glob, masks=masks, keep_patches=keep_patches)
         return out, (self.net.forward_local(loc) if loc is not None else None)
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "Attention",
     "choose_attention_path",
     "cls_attention",
+    "select_tokens",
 ]
 
 KEY_VARIANTS = ("standard",) + MANIFOLD_KEY_VARIANTS
@@ -74,6 +75,13 @@ def cls_attention(q: torch.Tensor, k: torch.Tensor, scale: float) -> torch.Tenso
     """
     logits = torch.matmul(q[:, :, :1] * scale, k.transpose(-2, -1))  # (B, h, 1, T)
     return logits[:, :, 0].float().softmax(dim=-1)
+
+
+def select_tokens(x: torch.Tensor, keep: int | torch.Tensor) -> torch.Tensor:
+    """Tokens (B, T, D) -> (B, Q, D): the first ``keep`` tokens (int) or those at ``keep`` (B, Q) long."""
+    if isinstance(keep, int):
+        return x[:, :keep]
+    return torch.gather(x, 1, keep.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
 
 
 class Attention(nn.Module):
@@ -130,8 +138,27 @@ class Attention(nn.Module):
             k = self.key(x).reshape(b, t, h, d).transpose(1, 2)
         return q, k, v
 
+    def _split_heads_kept(
+        self, x: torch.Tensor, keep: int | torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q of the kept tokens (B, h, Q, d); k, v of all tokens (B, h, T, d)."""
+        b, t, dim = x.shape
+        h, d = self.num_heads, self.head_dim
+        xq = select_tokens(x, keep)
+        if self.key_variant == "standard":
+            w, bias = self.qkv.weight, self.qkv.bias  # rows: q, k, v (timm layout)
+            q = F.linear(xq, w[:dim], None if bias is None else bias[:dim])
+            k, v = F.linear(x, w[dim:], None if bias is None else bias[dim:]).reshape(b, t, 2, h, d) \
+                .permute(2, 0, 3, 1, 4).unbind(0)
+        else:
+            w, bias = self.qv.weight, self.qv.bias  # rows: q, v
+            q = F.linear(xq, w[:dim], None if bias is None else bias[:dim])
+            v = F.linear(x, w[dim:], None if bias is None else bias[dim:]).reshape(b, t, h, d).transpose(1, 2)
+            k = self.key(x).reshape(b, t, h, d).transpose(1, 2)
+        return q.reshape(b, xq.shape[1], h, d).transpose(1, 2), k, v
+
     def forward(
-        self, x: torch.Tensor, return_attention: str | None = None
+        self, x: torch.Tensor, return_attention: str | None = None, keep: int | torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Self-attention over the tokens.
 
@@ -140,12 +167,22 @@ class Attention(nn.Module):
             return_attention: None; ``"cls"`` for the [CLS] row (B, h, T) computed from q_cls
                 and K only (never the T x T map, whatever the path); ``"full"`` for the full map
                 (B, h, T, T) (explicit path).
+            keep: None (every token's output), an int ``Q`` (the first ``Q`` tokens' outputs) or
+                a (B, Q) long index: only those tokens are queries (all tokens stay keys and
+                values), so the other rows of the output are never computed. Their outputs are
+                exactly the rows of the full output (same function, fewer FLOPs). ``"cls"``
+                needs token 0 to be the first kept token; ``"full"`` cannot be combined with it.
 
         Returns:
-            (out (B, T, D), attention or None).
+            (out (B, T, D) or (B, Q, D) with ``keep``, attention or None).
         """
         b, t, c = x.shape
-        q, k, v = self._split_heads(x)
+        if keep is None:
+            q, k, v = self._split_heads(x)
+        elif return_attention == "full":
+            raise ValueError("return_attention='full' needs every query: call without keep")
+        else:
+            q, k, v = self._split_heads_kept(x, keep)
         attn = None
         path = self.attention
         if path == "auto":
@@ -161,5 +198,5 @@ class Attention(nn.Module):
             attn = cls_attention(q, k, self.scale)
         elif return_attention not in ATTENTION_MODES:
             raise ValueError(f"return_attention must be one of {ATTENTION_MODES}, got {return_attention!r}")
-        out = out.transpose(1, 2).reshape(b, t, c)
+        out = out.transpose(1, 2).reshape(b, q.shape[2], c)
         return self.proj(out), attn

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from pretrain.models.attention import Attention
+from pretrain.models.attention import Attention, select_tokens
 
 __all__ = ["Block", "DropPath", "Mlp", "PatchEmbed", "drop_path"]
 
@@ -106,10 +106,14 @@ class Block(nn.Module):
         self.drop_path = DropPath(drop_path)
 
     def forward(
-        self, x: torch.Tensor, return_attention: str | None = None
+        self, x: torch.Tensor, return_attention: str | None = None, keep: int | torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """x (B, T, D) -> (x (B, T, D), attention from :class:`Attention` or None)."""
-        y, attn = self.attn(self.norm1(x), return_attention)
-        x = x + self.drop_path(y)
+        """x (B, T, D) -> (x (B, T, D), attention from :class:`Attention` or None).
+
+        ``keep`` (an int Q or a (B, Q) long index, see :class:`Attention`) computes only those
+        tokens' outputs: (B, Q, D), the same rows as the full output.
+        """
+        y, attn = self.attn(self.norm1(x), return_attention, keep)
+        x = (x if keep is None else select_tokens(x, keep)) + self.drop_path(y)
         x = x + self.drop_path(self.mlp(self.norm2(x)))
         return x, attn
