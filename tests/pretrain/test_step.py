@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 
 import pytest
 import torch
@@ -11,7 +12,7 @@ import torch.nn.functional as F
 from pretrain.build import build_loss, build_masker_from, build_network, build_optimizer_from
 from pretrain.config import PretrainConfig, load_config
 from pretrain.models.teacher_student import EMATeacher
-from pretrain.step import StepModules, StudentCall, forward_losses, optimizer_step
+from pretrain.step import StepModules, StudentCall, forward_losses, optimizer_step, patch_index
 
 TINY = ["model.name=vit_pico", "model.patch_size=4", "model.drop_path_rate=0.0", "head.out_dim=16",
         "head.patch_out_dim=16", "head.hidden_dim=32", "head.bottleneck_dim=8", "data.global_size=16",
@@ -98,3 +99,46 @@ def test_training_step_never_syncs_with_the_host_on_cuda():
         step()
     finally:
         torch.cuda.set_sync_debug_mode("default")
+
+
+def test_patch_index_keeps_every_masked_patch_in_token_order():
+    masks = torch.tensor([[0, 1, 0, 1, 1, 0], [0, 0, 0, 0, 0, 0], [1, 0, 0, 0, 0, 1]], dtype=torch.bool)
+
+    class Bound:
+        def max_count(self, n):
+            return 3
+
+    assert patch_index(masks, Bound()).tolist() == [[1, 3, 4], [0, 1, 2], [0, 1, 5]]
+    assert patch_index(masks, None).tolist() == [list(range(6))] * 3  # no bound: every patch
+
+
+@pytest.mark.parametrize("strategy", ["attmask_high", "block"])
+def test_step_gradients_equal_those_of_the_full_student(strategy):
+    # the step computes the student's last block and patch head only where the losses read them;
+    # the reference runs every token through it and applies the loss to all of them, as before
+    cfg = load_config(PretrainConfig, None, TINY[:-2] + [f"mask.strategy={strategy}", "mask.prob=0.7"])
+    student, teacher, _, mods = build(cfg, torch.device("cpu"))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in teacher.parameters():
+            p.add_(0.01 * torch.randn_like(p))  # a teacher that differs from the student
+    glob, loc = torch.randn(2 * 4, 3, 16, 16), torch.randn(2 * 4, 3, 8, 8)
+    ref_loss = copy.deepcopy(mods.loss)
+    out = forward_losses(mods, glob, loc, 0.04, 0.06, contextlib.nullcontext())
+    assert out.masks.any() and not out.masks.all(1).any()
+    out.loss.backward()
+    got = {n: p.grad.clone() for n, p in student.named_parameters() if p.grad is not None}
+    student.zero_grad()
+    with torch.no_grad():
+        t = teacher.forward_global(glob)
+    f = student.backbone.forward_features(glob, masks=out.masks)
+    s_cls, s_patch = student.head.forward_tokens(f.pooled, f.patch_tokens)
+    s_cls = torch.cat([s_cls, student.forward_local(loc)])
+    terms = ref_loss(s_cls, t.cls_logits, s_patch, t.patch_logits, out.masks, 0.04, 0.06)
+    torch.testing.assert_close(out.loss.detach(), terms.total.detach(), rtol=1e-5, atol=1e-6)
+    terms.total.backward()
+    ref = {n: p.grad.clone() for n, p in student.named_parameters() if p.grad is not None}
+    assert got.keys() == ref.keys()
+    for name, g in got.items():
+        torch.testing.assert_close(g, ref[name], rtol=1e-4, atol=1e-6, msg=name)
+    torch.testing.assert_close(mods.loss.patch.center, ref_loss.patch.center)
