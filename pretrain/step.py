@@ -4,7 +4,8 @@ The order is the AttMask one: the teacher sees the unmasked global crops and its
 attention (or SimPool map) is the masking score, so masks cost no extra forward pass; the
 student then sees the masked global crops and the unmasked local crops. Crops of one
 resolution run as one batch (crop-major: all images of crop 0, then crop 1, ...).
-Nothing here reads a tensor value on the host.
+Nothing here reads a tensor value on the host, except the number of masked tokens on the CPU
+(``patch_selection="exact"``, where the host is the device and the read is free).
 """
 
 from __future__ import annotations
@@ -72,9 +73,20 @@ def attention_entropy(scores: torch.Tensor) -> torch.Tensor:
     return -(p * p.clamp_min(1e-12).log()).sum(-1).mean()
 
 
+PATCH_SELECTIONS = ("auto", "exact", "bound", "all")
+
+
 def forward_losses(m: StepModules, glob: torch.Tensor, loc: torch.Tensor | None, teacher_temp: float,
-                   teacher_patch_temp: float, autocast: contextlib.AbstractContextManager) -> StepOutput:
+                   teacher_patch_temp: float, autocast: contextlib.AbstractContextManager,
+                   patch_selection: str = "auto") -> StepOutput:
     """Computes the loss of one step (forward only; the caller does backward/update).
+
+    The patch loss reads the student's patch outputs on masked tokens only, so the student's last
+    block and patch head run only where they are read (same loss, same gradients, fewer FLOPs):
+    ``patch_selection="exact"`` on the masked tokens themselves (flat; the host reads their
+    number, free on the CPU), ``"bound"`` on ``masker.max_count(N)`` positions per crop (no host
+    synchronisation), ``"all"`` on every token (no selection), ``"auto"``: exact on the CPU,
+    bound elsewhere.
 
     Args:
         m: The modules of the step.
@@ -82,7 +94,12 @@ def forward_losses(m: StepModules, glob: torch.Tensor, loc: torch.Tensor | None,
         teacher_temp: This step's teacher temperature of the [CLS] loss.
         teacher_patch_temp: This step's teacher temperature of the patch loss (iBOT).
         autocast: The AMP context (``pretrain.amp.autocast_context``).
+        patch_selection: see above.
     """
+    if patch_selection not in PATCH_SELECTIONS:
+        raise ValueError(f"patch_selection={patch_selection!r}: choose one of {PATCH_SELECTIONS}")
+    if patch_selection == "auto":
+        patch_selection = "exact" if glob.device.type == "cpu" else "bound"
     teacher = m.teacher
     patch_size = teacher.backbone.patch_size
     grid = (glob.shape[-2] // patch_size, glob.shape[-1] // patch_size)
@@ -99,9 +116,11 @@ def forward_losses(m: StepModules, glob: torch.Tensor, loc: torch.Tensor | None,
         loss_masks = masks if masks is not None or not with_patch else \
             torch.zeros(t_out.patch_logits.shape[:2], dtype=torch.bool, device=glob.device)
         index = None
-        if with_patch:  # the student's patch outputs only where the loss reads them (none without masks)
-            index = patch_index(loss_masks, m.masker) if masks is not None else loss_masks.new_empty(
-                (loss_masks.shape[0], 0), dtype=torch.long)
+        if with_patch and patch_selection != "all":  # the student's patch outputs only where the loss reads them
+            if masks is None:
+                index = loss_masks.new_empty((loss_masks.shape[0], 0), dtype=torch.long)
+            else:
+                index = masks if patch_selection == "exact" else patch_index(masks, m.masker)
         s_glob, s_loc = m.student(glob, loc, masks, index)
     s_cls = s_glob.cls_logits if s_loc is None else torch.cat([s_glob.cls_logits, s_loc])
     terms = m.loss(s_cls.float(), t_out.cls_logits.float(),

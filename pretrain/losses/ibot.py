@@ -60,7 +60,9 @@ class iBOTPatchLoss(nn.Module):
             teacher_temp: teacher temperature for this step.
             index: optional ``(G * B, M)`` long token positions of ``student_patch``; they must
                 include every masked token of the row (the others weigh 0 in the loss, so the
-                value is the same as with all ``N`` tokens).
+                value is the same as with all ``N`` tokens). Or a ``(G * B, N)`` bool selection
+                holding every masked token (e.g. ``masks`` itself): ``student_patch`` is then
+                flat ``(S, K)``, the selected tokens in row-major order.
 
         Returns:
             Scalar float32 loss.
@@ -71,23 +73,33 @@ class iBOTPatchLoss(nn.Module):
         weights = masks.float()
         weights = weights / weights.sum(-1, keepdim=True).clamp(min=1.0)  # (G*B, N): 1/count on masked
         picked = teacher
-        if index is not None:
+        if index is not None and index.dtype == torch.bool:
+            picked, weights = teacher[index], weights[index]  # (S, K), (S,)
+        elif index is not None:
             picked = torch.gather(teacher, 1, index.unsqueeze(-1).expand(-1, -1, teacher.shape[-1]))
             weights = torch.gather(weights, 1, index)
         q = F.softmax((picked - self.center) / teacher_temp, dim=-1)
         log_p = F.log_softmax(student_patch.float() / self.student_temp, dim=-1)
-        per_token = (q * log_p).sum(-1)  # (G*B, M): cross-entropy per token, negated
+        per_token = (q * log_p).sum(-1)  # (G*B, M) or (S,): cross-entropy per token, negated
         loss = -(weights * per_token).sum() / masks.shape[0]
         ema_update_center_(self.center, teacher.mean(dim=(0, 1), keepdim=True), self.center_momentum)
         return loss
 
     def _check_shapes(self, student: Tensor, teacher: Tensor, masks: Tensor, index: Tensor | None) -> None:
-        expected = teacher.shape if index is None else (*index.shape, teacher.shape[-1])
-        if student.ndim != 3 or student.shape != expected or teacher.shape[-1] != self.patch_out_dim:
+        if index is None:
+            expected = tuple(teacher.shape)
+        elif index.dtype == torch.bool:
+            if index.shape != teacher.shape[:2]:
+                raise ValueError(f"a bool index must be (G*B, N) = {tuple(teacher.shape[:2])}, got {tuple(index.shape)}")
+            expected = (student.shape[0], teacher.shape[-1])  # S is checked by the indexing
+        else:
+            expected = (*index.shape, teacher.shape[-1])
+        if teacher.ndim != 3 or tuple(student.shape) != expected or teacher.shape[-1] != self.patch_out_dim:
             raise ValueError(
                 f"iBOTPatchLoss expects teacher (G*B, N, K={self.patch_out_dim}) and student of the same "
-                f"shape (or (G*B, M, K) with an index (G*B, M)), got {tuple(student.shape)} and "
-                f"{tuple(teacher.shape)}" + ("" if index is None else f", index {tuple(index.shape)}")
+                f"shape (or (G*B, M, K) with an index (G*B, M), or (S, K) with a bool index), got "
+                f"{tuple(student.shape)} and {tuple(teacher.shape)}"
+                + ("" if index is None else f", index {tuple(index.shape)}")
             )
         if masks.shape != teacher.shape[:2] or masks.dtype != torch.bool:
             raise ValueError(

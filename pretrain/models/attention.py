@@ -77,10 +77,19 @@ def cls_attention(q: torch.Tensor, k: torch.Tensor, scale: float) -> torch.Tenso
     return logits[:, :, 0].float().softmax(dim=-1)
 
 
-def select_tokens(x: torch.Tensor, keep: int | torch.Tensor) -> torch.Tensor:
-    """Tokens (B, T, D) -> (B, Q, D): the first ``keep`` tokens (int) or those at ``keep`` (B, Q) long."""
+Keep = int | torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+
+
+def select_tokens(x: torch.Tensor, keep: Keep) -> torch.Tensor:
+    """The kept tokens of x (B, T, D).
+
+    ``keep``: an int Q (the first Q tokens: (B, Q, D)), a (B, Q) long index ((B, Q, D)) or a
+    pair ``(rows, tokens)`` of (Q,) long indices (flat: (Q, D), a different count per image).
+    """
     if isinstance(keep, int):
         return x[:, :keep]
+    if isinstance(keep, tuple):
+        return x[keep[0], keep[1]]
     return torch.gather(x, 1, keep.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
 
 
@@ -139,9 +148,12 @@ class Attention(nn.Module):
         return q, k, v
 
     def _split_heads_kept(
-        self, x: torch.Tensor, keep: int | torch.Tensor
+        self, x: torch.Tensor, keep: Keep
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """q of the kept tokens (B, h, Q, d); k, v of all tokens (B, h, T, d)."""
+        """q of the kept tokens (B, h, Q, d); k, v of all tokens (B, h, T, d).
+
+        Flat ``keep`` (rows, tokens): q (Q, h, 1, d) and each query's own image's k, v (Q, h, T, d).
+        """
         b, t, dim = x.shape
         h, d = self.num_heads, self.head_dim
         xq = select_tokens(x, keep)
@@ -155,10 +167,12 @@ class Attention(nn.Module):
             q = F.linear(xq, w[:dim], None if bias is None else bias[:dim])
             v = F.linear(x, w[dim:], None if bias is None else bias[dim:]).reshape(b, t, h, d).transpose(1, 2)
             k = self.key(x).reshape(b, t, h, d).transpose(1, 2)
+        if isinstance(keep, tuple):
+            return q.reshape(-1, h, 1, d), k[keep[0]], v[keep[0]]
         return q.reshape(b, xq.shape[1], h, d).transpose(1, 2), k, v
 
     def forward(
-        self, x: torch.Tensor, return_attention: str | None = None, keep: int | torch.Tensor | None = None
+        self, x: torch.Tensor, return_attention: str | None = None, keep: Keep | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Self-attention over the tokens.
 
@@ -167,20 +181,22 @@ class Attention(nn.Module):
             return_attention: None; ``"cls"`` for the [CLS] row (B, h, T) computed from q_cls
                 and K only (never the T x T map, whatever the path); ``"full"`` for the full map
                 (B, h, T, T) (explicit path).
-            keep: None (every token's output), an int ``Q`` (the first ``Q`` tokens' outputs) or
-                a (B, Q) long index: only those tokens are queries (all tokens stay keys and
-                values), so the other rows of the output are never computed. Their outputs are
-                exactly the rows of the full output (same function, fewer FLOPs). ``"cls"``
-                needs token 0 to be the first kept token; ``"full"`` cannot be combined with it.
+            keep: None (every token's output), an int ``Q`` (the first ``Q`` tokens' outputs), a
+                (B, Q) long index, or a flat pair ``(rows, tokens)`` of (Q,) long indices: only
+                those tokens are queries (all tokens of their image stay keys and values), so the
+                other rows of the output are never computed. Their outputs are exactly the rows
+                of the full output (same function, fewer FLOPs). ``"cls"`` needs token 0 to be
+                the first kept token of a (B, Q) keep; ``"full"`` and flat keeps take no
+                ``return_attention``.
 
         Returns:
-            (out (B, T, D) or (B, Q, D) with ``keep``, attention or None).
+            (out (B, T, D), (B, Q, D) with ``keep`` or (Q, D) with a flat one, attention or None).
         """
         b, t, c = x.shape
         if keep is None:
             q, k, v = self._split_heads(x)
-        elif return_attention == "full":
-            raise ValueError("return_attention='full' needs every query: call without keep")
+        elif return_attention == "full" or (isinstance(keep, tuple) and return_attention is not None):
+            raise ValueError(f"return_attention={return_attention!r} needs every query: call without keep")
         else:
             q, k, v = self._split_heads_kept(x, keep)
         attn = None
@@ -198,5 +214,7 @@ class Attention(nn.Module):
             attn = cls_attention(q, k, self.scale)
         elif return_attention not in ATTENTION_MODES:
             raise ValueError(f"return_attention must be one of {ATTENTION_MODES}, got {return_attention!r}")
+        if isinstance(keep, tuple):
+            return self.proj(out.reshape(-1, c)), attn  # (Q, h, 1, d) -> (Q, D)
         out = out.transpose(1, 2).reshape(b, q.shape[2], c)
         return self.proj(out), attn

@@ -32,7 +32,8 @@ class GlobalOutput:
 
     Attributes:
         cls_logits: (G*B, K) head output of the pooled embedding.
-        patch_logits: (G*B, N, K2) head output per patch token, or None (DINO).
+        patch_logits: (G*B, N, K2) head output per patch token, (G*B, M, K2) or flat (S, K2) with
+            ``keep_patches``, or None (DINO).
         attention: (G*B, N) masking score ([CLS]->patch or SimPool map), if requested.
     """
 
@@ -71,8 +72,9 @@ class MultiCropNetwork(nn.Module):
                        keep_patches: torch.Tensor | None = None) -> GlobalOutput:
         """Global crops of one resolution in one batch: x (G*B, C, H, W), masks (G*B, N).
 
-        ``keep_patches`` (G*B, M) long: patch logits only at these positions ((G*B, M, K2)),
-        the others are never computed (see ``VisionTransformer.forward_features``); DINO
+        ``keep_patches`` (G*B, M) long: patch logits only at these positions ((G*B, M, K2));
+        (G*B, N) bool: flat patch logits (S, K2) of the selected patches in row-major order; the
+        others are never computed (see ``VisionTransformer.forward_features``); DINO
         (``with_patch=False``) reads no patch output, so it computes only the prefix tokens in
         the last block whatever ``keep_patches`` is.
         """

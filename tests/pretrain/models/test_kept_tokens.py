@@ -131,3 +131,65 @@ def test_network_outputs_and_gradients_equal_the_full_computation(with_patch):
     assert got.keys() == ref.keys()
     for name, g in got.items():
         torch.testing.assert_close(g, ref[name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+@pytest.mark.parametrize("drop_path", [0.0, 0.5])
+def test_flat_keep_is_the_rows_of_the_full_block_with_the_same_drop_path_draws(drop_path):
+    torch.manual_seed(0)
+    block = Block(32, 4, drop_path=drop_path, attention="explicit").train()
+    x = torch.randn(4, 9, 32)
+    rows, tokens = torch.tensor([0, 0, 1, 3, 3, 3]), torch.tensor([0, 4, 0, 0, 2, 8])
+    weight = torch.randn(6, 32)
+    torch.manual_seed(7)
+    x_full = x.clone().requires_grad_()
+    full, _ = block(x_full)
+    (full[rows, tokens] * weight).sum().backward()
+    ref_grads, ref_x = _grads(block), x_full.grad
+    block.zero_grad()
+    torch.manual_seed(7)  # same generator state: the same per-image drop-path draws
+    x_kept = x.clone().requires_grad_()
+    kept, _ = block(x_kept, keep=(rows, tokens))
+    assert kept.shape == (6, 32)
+    torch.testing.assert_close(kept, full[rows, tokens], atol=1e-5, rtol=1e-5)
+    (kept * weight).sum().backward()
+    torch.testing.assert_close(x_kept.grad, ref_x, atol=1e-5, rtol=1e-5)
+    for name, g in _grads(block).items():
+        torch.testing.assert_close(g, ref_grads[name], atol=1e-5, rtol=1e-5, msg=name)
+    with pytest.raises(ValueError, match="without keep"):
+        block(x, "cls", keep=(rows, tokens))
+
+
+@pytest.mark.parametrize("kwargs", [{"pooling": "cls"}, {"pooling": "cls", "num_registers": 2}, {"pooling": "gap"}])
+def test_vit_bool_keep_patches_gives_the_selected_patch_tokens_flat(kwargs):
+    torch.manual_seed(0)
+    vit = create_model("vit_pico", patch_size=4, img_size=16, masked_im_modeling=True, **kwargs).eval()
+    x = torch.randn(3, 3, 16, 16)
+    masks = torch.rand(3, 16) < 0.3
+    masks[1] = False  # an image with nothing selected
+    full = vit.forward_features(x, masks=masks)
+    kept = vit.forward_features(x, masks=masks, keep_patches=masks)
+    assert kept.patch_tokens.shape == (int(masks.sum()), vit.embed_dim)
+    torch.testing.assert_close(kept.patch_tokens, full.patch_tokens[masks], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(kept.pooled, full.pooled, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(kept.prefix_tokens, full.prefix_tokens, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="keep_patches"):
+        vit.forward_features(x, keep_patches=masks[:, :5])
+
+
+def test_network_flat_patch_logits_and_gradients_equal_the_full_computation():
+    torch.manual_seed(0)
+    backbone = create_model("vit_pico", patch_size=4, img_size=16, masked_im_modeling=True)
+    net = build_multicrop_network(backbone, 12, 10, hidden_dim=16, bottleneck_dim=8)
+    glob = torch.randn(4, 3, 16, 16)
+    masks = torch.rand(4, 16) < 0.4
+    w_cls, w_patch = torch.randn(4, 12), torch.randn(int(masks.sum()), 10)
+    full = net.forward_global(glob, masks=masks)
+    ((full.cls_logits * w_cls).sum() + (full.patch_logits[masks] * w_patch).sum()).backward()
+    ref = _grads(net)
+    net.zero_grad()
+    out = net.forward_global(glob, masks=masks, keep_patches=masks)
+    torch.testing.assert_close(out.cls_logits, full.cls_logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out.patch_logits, full.patch_logits[masks], atol=1e-5, rtol=1e-5)
+    ((out.cls_logits * w_cls).sum() + (out.patch_logits * w_patch).sum()).backward()
+    for name, g in _grads(net).items():
+        torch.testing.assert_close(g, ref[name], atol=1e-5, rtol=1e-4, msg=name)
