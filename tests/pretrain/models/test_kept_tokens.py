@@ -133,10 +133,11 @@ def test_network_outputs_and_gradients_equal_the_full_computation(with_patch):
         torch.testing.assert_close(g, ref[name], atol=1e-5, rtol=1e-4, msg=name)
 
 
-@pytest.mark.parametrize("drop_path", [0.0, 0.5])
-def test_flat_keep_is_the_rows_of_the_full_block_with_the_same_drop_path_draws(drop_path):
+@pytest.mark.parametrize(("drop_path", "key_variant"), [(0.0, "standard"), (0.5, "standard"), (0.0, "vanillak")])
+def test_flat_keep_is_the_rows_of_the_full_block_with_the_same_drop_path_draws(drop_path, key_variant):
     torch.manual_seed(0)
-    block = Block(32, 4, drop_path=drop_path, attention="explicit").train()
+    block = Block(32, 4, drop_path=drop_path, key_variant=key_variant, num_charts=2, token_counts=[9],
+                  attention="explicit").train()
     x = torch.randn(4, 9, 32)
     rows, tokens = torch.tensor([0, 0, 1, 3, 3, 3]), torch.tensor([0, 4, 0, 0, 2, 8])
     weight = torch.randn(6, 32)
