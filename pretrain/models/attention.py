@@ -68,12 +68,14 @@ SHORT_SOFTMAX_MAX_KEYS = 8
 
 
 def short_softmax(logits: torch.Tensor) -> torch.Tensor:
-    """``logits.softmax(-1)``, written out for rows of at most :data:`SHORT_SOFTMAX_MAX_KEYS`.
+    """``logits.softmax(-1)``, written out for float32 / float64 rows of at most
+    :data:`SHORT_SOFTMAX_MAX_KEYS` (half precision keeps the fused kernel, which accumulates in
+    float32).
 
     The subtracted row maximum is detached: softmax does not depend on it, so the gradient is
     the softmax's own.
     """
-    if logits.shape[-1] > SHORT_SOFTMAX_MAX_KEYS:
+    if logits.shape[-1] > SHORT_SOFTMAX_MAX_KEYS or logits.dtype not in (torch.float32, torch.float64):
         return logits.softmax(dim=-1)
     e = (logits - logits.detach().amax(dim=-1, keepdim=True)).exp()
     return e / e.sum(dim=-1, keepdim=True)
