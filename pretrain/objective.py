@@ -34,7 +34,7 @@ class DINOObjective(nn.Module):
     def forward(self, student_cls: Tensor, teacher_cls: Tensor, student_patch: Tensor | None = None,
                 teacher_patch: Tensor | None = None, masks: Tensor | None = None,
                 teacher_temp: float | Tensor = 0.07, teacher_patch_temp: float | Tensor | None = None,
-                ) -> iBOTLossTerms:
+                patch_index: Tensor | None = None) -> iBOTLossTerms:
         """``student_cls`` ((G+L)*B, K), ``teacher_cls`` (G*B, K); the patch arguments are ignored."""
         cls = self.cls(student_cls, teacher_cls, teacher_temp)
         return iBOTLossTerms(self.lambda_cls * cls, cls, cls.new_zeros(()))

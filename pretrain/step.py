@@ -4,7 +4,8 @@ The order is the AttMask one: the teacher sees the unmasked global crops and its
 attention (or SimPool map) is the masking score, so masks cost no extra forward pass; the
 student then sees the masked global crops and the unmasked local crops. Crops of one
 resolution run as one batch (crop-major: all images of crop 0, then crop 1, ...).
-Nothing here reads a tensor value on the host.
+Nothing here reads a tensor value on the host, except the number of masked tokens on the CPU
+(``patch_selection="exact"``, where the host is the device and the read is free).
 """
 
 from __future__ import annotations
@@ -72,9 +73,20 @@ def attention_entropy(scores: torch.Tensor) -> torch.Tensor:
     return -(p * p.clamp_min(1e-12).log()).sum(-1).mean()
 
 
+PATCH_SELECTIONS = ("auto", "exact", "bound", "all")
+
+
 def forward_losses(m: StepModules, glob: torch.Tensor, loc: torch.Tensor | None, teacher_temp: float,
-                   teacher_patch_temp: float, autocast: contextlib.AbstractContextManager) -> StepOutput:
+                   teacher_patch_temp: float, autocast: contextlib.AbstractContextManager,
+                   patch_selection: str = "auto") -> StepOutput:
     """Computes the loss of one step (forward only; the caller does backward/update).
+
+    The patch loss reads the student's patch outputs on masked tokens only, so the student's last
+    block and patch head run only where they are read (same loss, same gradients, fewer FLOPs):
+    ``patch_selection="exact"`` on the masked tokens themselves (flat; the host reads their
+    number, free on the CPU), ``"bound"`` on ``masker.max_count(N)`` positions per crop (no host
+    synchronisation), ``"all"`` on every token (no selection), ``"auto"``: exact on the CPU,
+    bound elsewhere.
 
     Args:
         m: The modules of the step.
@@ -82,7 +94,12 @@ def forward_losses(m: StepModules, glob: torch.Tensor, loc: torch.Tensor | None,
         teacher_temp: This step's teacher temperature of the [CLS] loss.
         teacher_patch_temp: This step's teacher temperature of the patch loss (iBOT).
         autocast: The AMP context (``pretrain.amp.autocast_context``).
+        patch_selection: see above.
     """
+    if patch_selection not in PATCH_SELECTIONS:
+        raise ValueError(f"patch_selection={patch_selection!r}: choose one of {PATCH_SELECTIONS}")
+    if patch_selection == "auto":
+        patch_selection = "exact" if glob.device.type == "cpu" else "bound"
     teacher = m.teacher
     patch_size = teacher.backbone.patch_size
     grid = (glob.shape[-2] // patch_size, glob.shape[-1] // patch_size)
@@ -94,16 +111,22 @@ def forward_losses(m: StepModules, glob: torch.Tensor, loc: torch.Tensor | None,
         if m.masker is not None:
             masks = m.masker(glob.shape[0], grid, scores=t_out.attention if need_scores else None,
                              generator=m.generator)
-        s_glob, s_loc = m.student(glob, loc, masks)
+        with_patch = t_out.patch_logits is not None
+        # no masker: the patch loss sees no masked token (it is 0; the patch centre still follows the teacher)
+        loss_masks = masks if masks is not None or not with_patch else \
+            torch.zeros(t_out.patch_logits.shape[:2], dtype=torch.bool, device=glob.device)
+        index = None
+        if with_patch and patch_selection != "all":  # the student's patch outputs only where the loss reads them
+            if masks is None:
+                index = loss_masks.new_empty((loss_masks.shape[0], 0), dtype=torch.long)
+            else:
+                index = masks if patch_selection == "exact" else patch_index(masks, m.masker)
+        s_glob, s_loc = m.student(glob, loc, masks, index)
     s_cls = s_glob.cls_logits if s_loc is None else torch.cat([s_glob.cls_logits, s_loc])
-    with_patch = s_glob.patch_logits is not None
-    # no masker: the patch loss sees no masked token (it is 0; the patch centre still follows the teacher)
-    loss_masks = masks if masks is not None or not with_patch else \
-        torch.zeros(s_glob.patch_logits.shape[:2], dtype=torch.bool, device=glob.device)
     terms = m.loss(s_cls.float(), t_out.cls_logits.float(),
                    s_glob.patch_logits.float() if with_patch else None,
                    t_out.patch_logits.float() if with_patch else None,
-                   loss_masks, teacher_temp, teacher_patch_temp)
+                   loss_masks, teacher_temp, teacher_patch_temp, patch_index=index)
     zero = terms.cls.new_zeros(())
     return StepOutput(
         loss=terms.total, loss_cls=terms.cls.detach(), loss_patch=terms.patch.detach(),
@@ -111,6 +134,21 @@ def forward_losses(m: StepModules, glob: torch.Tensor, loc: torch.Tensor | None,
         attn_entropy=attention_entropy(t_out.attention),
         images=glob, scores=t_out.attention, masks=masks,
     )
+
+
+def patch_index(masks: torch.Tensor, masker: object | None) -> torch.Tensor:
+    """(B, M) long positions holding every masked patch of each row, in token order.
+
+    The patch loss reads the student's patch outputs on masked tokens only, so the student
+    computes them (last block, head) on these ``M = masker.max_count(N)`` positions per crop
+    instead of all ``N`` (the masked ones first, then unmasked ones to fill up; no host sync).
+    A masker without ``max_count`` gives all ``N`` positions.
+    """
+    n = masks.shape[1]
+    bound = getattr(masker, "max_count", None)
+    m = n if bound is None else min(n, bound(n))
+    first = torch.sort(masks.to(torch.uint8), dim=1, descending=True, stable=True).indices[:, :m]
+    return torch.sort(first, dim=1).values
 
 
 class StudentCall(nn.Module):
@@ -121,9 +159,11 @@ class StudentCall(nn.Module):
         super().__init__()
         self.net = net
 
-    def forward(self, glob: torch.Tensor, loc: torch.Tensor | None, masks: torch.Tensor | None):
-        """glob (G*B, 3, H, W), loc (L*B, 3, h, w) or None, masks (G*B, N) or None."""
-        out = self.net.forward_global(glob, masks=masks)
+    def forward(self, glob: torch.Tensor, loc: torch.Tensor | None, masks: torch.Tensor | None,
+                keep_patches: torch.Tensor | None = None):
+        """glob (G*B, 3, H, W), loc (L*B, 3, h, w) or None, masks (G*B, N) or None, keep_patches
+        (G*B, M) long or None (the patch positions whose logits the loss reads)."""
+        out = self.net.forward_global(glob, masks=masks, keep_patches=keep_patches)
         return out, (self.net.forward_local(loc) if loc is not None else None)
 
 

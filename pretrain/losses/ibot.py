@@ -45,40 +45,65 @@ class iBOTPatchLoss(nn.Module):
         self.register_buffer("center", torch.zeros(1, 1, patch_out_dim))
 
     def forward(
-        self, student_patch: Tensor, teacher_patch: Tensor, masks: Tensor, teacher_temp: float | Tensor
+        self, student_patch: Tensor, teacher_patch: Tensor, masks: Tensor, teacher_temp: float | Tensor,
+        index: Tensor | None = None,
     ) -> Tensor:
         """Compute the loss and update the patch centre.
 
         Args:
-            student_patch: ``(G * B, N, K)`` student patch-head outputs of the masked views.
+            student_patch: ``(G * B, N, K)`` student patch-head outputs of the masked views, or
+                ``(G * B, M, K)`` at the positions ``index`` only.
             teacher_patch: ``(G * B, N, K)`` teacher patch-head outputs of the same views,
-                unmasked. Gradients never flow into it.
+                unmasked (all tokens: the centre follows all of them). Gradients never flow
+                into it.
             masks: ``(G * B, N)`` bool, True where the student's patch was masked.
             teacher_temp: teacher temperature for this step.
+            index: optional ``(G * B, M)`` long token positions of ``student_patch``; they must
+                include every masked token of the row (the others weigh 0 in the loss, so the
+                value is the same as with all ``N`` tokens). Or a ``(G * B, N)`` bool selection
+                holding every masked token (e.g. ``masks`` itself): ``student_patch`` is then
+                flat ``(S, K)``, the selected tokens in row-major order.
 
         Returns:
             Scalar float32 loss.
         """
         check_temperature("teacher_temp", teacher_temp)
-        self._check_shapes(student_patch, teacher_patch, masks)
+        self._check_shapes(student_patch, teacher_patch, masks, index)
         teacher = teacher_patch.detach().float()
-        q = F.softmax((teacher - self.center) / teacher_temp, dim=-1)
-        log_p = F.log_softmax(student_patch.float() / self.student_temp, dim=-1)
         weights = masks.float()
-        weights = weights / weights.sum(-1, keepdim=True).clamp(min=1.0)  # (M, N): 1/count on masked
-        loss = -torch.einsum("mn,mnk,mnk->", weights, q, log_p) / masks.shape[0]
+        weights = weights / weights.sum(-1, keepdim=True).clamp(min=1.0)  # (G*B, N): 1/count on masked
+        picked = teacher
+        if index is not None and index.dtype == torch.bool:
+            picked, weights = teacher[index], weights[index]  # (S, K), (S,)
+        elif index is not None:
+            picked = torch.gather(teacher, 1, index.unsqueeze(-1).expand(-1, -1, teacher.shape[-1]))
+            weights = torch.gather(weights, 1, index)
+        q = F.softmax((picked - self.center) / teacher_temp, dim=-1)
+        log_p = F.log_softmax(student_patch.float() / self.student_temp, dim=-1)
+        per_token = (q * log_p).sum(-1)  # (G*B, M) or (S,): cross-entropy per token, negated
+        loss = -(weights * per_token).sum() / masks.shape[0]
         ema_update_center_(self.center, teacher.mean(dim=(0, 1), keepdim=True), self.center_momentum)
         return loss
 
-    def _check_shapes(self, student: Tensor, teacher: Tensor, masks: Tensor) -> None:
-        if student.ndim != 3 or student.shape != teacher.shape or student.shape[-1] != self.patch_out_dim:
+    def _check_shapes(self, student: Tensor, teacher: Tensor, masks: Tensor, index: Tensor | None) -> None:
+        if index is None:
+            expected = tuple(teacher.shape)
+        elif index.dtype == torch.bool:
+            if index.shape != teacher.shape[:2]:
+                raise ValueError(f"a bool index must be (G*B, N) = {tuple(teacher.shape[:2])}, got {tuple(index.shape)}")
+            expected = (student.shape[0], teacher.shape[-1])  # S is checked by the indexing
+        else:
+            expected = (*index.shape, teacher.shape[-1])
+        if teacher.ndim != 3 or tuple(student.shape) != expected or teacher.shape[-1] != self.patch_out_dim:
             raise ValueError(
-                f"iBOTPatchLoss expects student and teacher (G*B, N, K={self.patch_out_dim}) of equal "
-                f"shape, got {tuple(student.shape)} and {tuple(teacher.shape)}"
+                f"iBOTPatchLoss expects teacher (G*B, N, K={self.patch_out_dim}) and student of the same "
+                f"shape (or (G*B, M, K) with an index (G*B, M), or (S, K) with a bool index), got "
+                f"{tuple(student.shape)} and {tuple(teacher.shape)}"
+                + ("" if index is None else f", index {tuple(index.shape)}")
             )
-        if masks.shape != student.shape[:2] or masks.dtype != torch.bool:
+        if masks.shape != teacher.shape[:2] or masks.dtype != torch.bool:
             raise ValueError(
-                f"masks must be bool of shape {tuple(student.shape[:2])}, got {masks.dtype} "
+                f"masks must be bool of shape {tuple(teacher.shape[:2])}, got {masks.dtype} "
                 f"{tuple(masks.shape)}"
             )
 
@@ -135,13 +160,15 @@ class iBOTLoss(nn.Module):
         masks: Tensor,
         teacher_temp: float | Tensor,
         teacher_patch_temp: float | Tensor | None = None,
+        patch_index: Tensor | None = None,
     ) -> iBOTLossTerms:
         """Compute both terms; shapes as in :class:`DINOLoss` and :class:`iBOTPatchLoss`.
 
-        ``teacher_patch_temp`` defaults to ``teacher_temp``.
+        ``teacher_patch_temp`` defaults to ``teacher_temp``; ``patch_index`` is
+        :class:`iBOTPatchLoss`'s ``index`` (student patch outputs at those positions only).
         """
         patch_temp = teacher_temp if teacher_patch_temp is None else teacher_patch_temp
         cls_loss = self.cls(student_cls, teacher_cls, teacher_temp)
-        patch_loss = self.patch(student_patch, teacher_patch, masks, patch_temp)
+        patch_loss = self.patch(student_patch, teacher_patch, masks, patch_temp, patch_index)
         total = self.lambda_cls * cls_loss + self.lambda_patch * patch_loss
         return iBOTLossTerms(total, cls_loss, patch_loss)

@@ -8,7 +8,7 @@ from torch import Tensor
 from pretrain.masking.attmask import attmask
 from pretrain.masking.block import block_masks
 from pretrain.masking.random_mask import random_masks
-from pretrain.masking.ratios import check_grid, sampling_device, sample_mask_ratios
+from pretrain.masking.ratios import check_grid, mask_counts, sampling_device, sample_mask_ratios
 
 STRATEGIES = ("none", "random", "block", "attmask_high", "attmask_hint", "attmask_low")
 
@@ -53,6 +53,20 @@ class Masker:
     def needs_attention(self) -> bool:
         """True if ``__call__`` needs the teacher's attention ``scores``."""
         return self.strategy.startswith("attmask")
+
+    def max_count(self, num_patches: int) -> int:
+        """An upper bound on the masked patches per crop of any draw: ``int(high * N)`` (0 for none).
+
+        Every strategy masks at most ``mask_counts(ratio)`` patches and a float32 ratio drawn from
+        ``U(low, high)`` is at most one float32 step above ``high``, so the bound is the count of
+        that ratio. The training step uses it to compute the student's patch outputs only on
+        ``max_count`` positions per crop (the masked ones first) with no host synchronisation.
+        """
+        if self.strategy == "none":
+            return 0
+        high = torch.tensor([self.ratio_range[1]], dtype=torch.float32)
+        above = torch.nextafter(high, torch.tensor([2.0]))  # float32 rounding of low + (high - low) * u
+        return int(mask_counts(above, num_patches)[0])
 
     def __repr__(self) -> str:
         return (

@@ -28,6 +28,8 @@ __all__ = [
     "Attention",
     "choose_attention_path",
     "cls_attention",
+    "select_tokens",
+    "short_softmax",
 ]
 
 KEY_VARIANTS = ("standard",) + MANIFOLD_KEY_VARIANTS
@@ -59,6 +61,26 @@ def choose_attention_path(device_type: str, dtype: torch.dtype, seq_len: int) ->
     return "explicit" if seq_len <= CPU_EXPLICIT_MAX_TOKENS.get(dtype, 40) else "fused"
 
 
+# Up to this many keys a softmax written out (max, exp, sum, divide) beats the fused kernel on the
+# CPU, whose per-row cost dominates rows this short: 0.24 vs 1.16 ms forward, 0.66 vs 1.57 ms
+# forward + backward on the demo's (768, 4, 5, 5) local-crop logits; 1.27 vs 0.72 ms at 17 keys.
+SHORT_SOFTMAX_MAX_KEYS = 8
+
+
+def short_softmax(logits: torch.Tensor) -> torch.Tensor:
+    """``logits.softmax(-1)``, written out for float32 / float64 rows of at most
+    :data:`SHORT_SOFTMAX_MAX_KEYS` (half precision keeps the fused kernel, which accumulates in
+    float32).
+
+    The subtracted row maximum is detached: softmax does not depend on it, so the gradient is
+    the softmax's own.
+    """
+    if logits.shape[-1] > SHORT_SOFTMAX_MAX_KEYS or logits.dtype not in (torch.float32, torch.float64):
+        return logits.softmax(dim=-1)
+    e = (logits - logits.detach().amax(dim=-1, keepdim=True)).exp()
+    return e / e.sum(dim=-1, keepdim=True)
+
+
 def cls_attention(q: torch.Tensor, k: torch.Tensor, scale: float) -> torch.Tensor:
     """Attention of the first token ([CLS]) to all tokens, from q_cls and K only.
 
@@ -74,6 +96,22 @@ def cls_attention(q: torch.Tensor, k: torch.Tensor, scale: float) -> torch.Tenso
     """
     logits = torch.matmul(q[:, :, :1] * scale, k.transpose(-2, -1))  # (B, h, 1, T)
     return logits[:, :, 0].float().softmax(dim=-1)
+
+
+Keep = int | torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+
+
+def select_tokens(x: torch.Tensor, keep: Keep) -> torch.Tensor:
+    """The kept tokens of x (B, T, D).
+
+    ``keep``: an int Q (the first Q tokens: (B, Q, D)), a (B, Q) long index ((B, Q, D)) or a
+    pair ``(rows, tokens)`` of (Q,) long indices (flat: (Q, D), a different count per image).
+    """
+    if isinstance(keep, int):
+        return x[:, :keep]
+    if isinstance(keep, tuple):
+        return x[keep[0], keep[1]]
+    return torch.gather(x, 1, keep.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
 
 
 class Attention(nn.Module):
@@ -130,8 +168,32 @@ class Attention(nn.Module):
             k = self.key(x).reshape(b, t, h, d).transpose(1, 2)
         return q, k, v
 
+    def _split_heads_kept(
+        self, x: torch.Tensor, keep: Keep
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q of the kept tokens (B, h, Q, d); k, v of all tokens (B, h, T, d).
+
+        Flat ``keep`` (rows, tokens): q (Q, h, 1, d) and each query's own image's k, v (Q, h, T, d).
+        """
+        b, t, dim = x.shape
+        h, d = self.num_heads, self.head_dim
+        xq = select_tokens(x, keep)
+        if self.key_variant == "standard":
+            w, bias = self.qkv.weight, self.qkv.bias  # rows: q, k, v (timm layout)
+            q = F.linear(xq, w[:dim], None if bias is None else bias[:dim])
+            k, v = F.linear(x, w[dim:], None if bias is None else bias[dim:]).reshape(b, t, 2, h, d) \
+                .permute(2, 0, 3, 1, 4).unbind(0)
+        else:
+            w, bias = self.qv.weight, self.qv.bias  # rows: q, v
+            q = F.linear(xq, w[:dim], None if bias is None else bias[:dim])
+            v = F.linear(x, w[dim:], None if bias is None else bias[dim:]).reshape(b, t, h, d).transpose(1, 2)
+            k = self.key(x).reshape(b, t, h, d).transpose(1, 2)
+        if isinstance(keep, tuple):
+            return q.reshape(-1, h, 1, d), k[keep[0]], v[keep[0]]
+        return q.reshape(b, xq.shape[1], h, d).transpose(1, 2), k, v
+
     def forward(
-        self, x: torch.Tensor, return_attention: str | None = None
+        self, x: torch.Tensor, return_attention: str | None = None, keep: Keep | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Self-attention over the tokens.
 
@@ -140,18 +202,30 @@ class Attention(nn.Module):
             return_attention: None; ``"cls"`` for the [CLS] row (B, h, T) computed from q_cls
                 and K only (never the T x T map, whatever the path); ``"full"`` for the full map
                 (B, h, T, T) (explicit path).
+            keep: None (every token's output), an int ``Q`` (the first ``Q`` tokens' outputs), a
+                (B, Q) long index, or a flat pair ``(rows, tokens)`` of (Q,) long indices: only
+                those tokens are queries (all tokens of their image stay keys and values), so the
+                other rows of the output are never computed. Their outputs are exactly the rows
+                of the full output (same function, fewer FLOPs). ``"cls"`` needs token 0 to be
+                the first kept token of a (B, Q) keep; ``"full"`` and flat keeps take no
+                ``return_attention``.
 
         Returns:
-            (out (B, T, D), attention or None).
+            (out (B, T, D), (B, Q, D) with ``keep`` or (Q, D) with a flat one, attention or None).
         """
         b, t, c = x.shape
-        q, k, v = self._split_heads(x)
+        if keep is None:
+            q, k, v = self._split_heads(x)
+        elif return_attention == "full" or (isinstance(keep, tuple) and return_attention is not None):
+            raise ValueError(f"return_attention={return_attention!r} needs every query: call without keep")
+        else:
+            q, k, v = self._split_heads_kept(x, keep)
         attn = None
         path = self.attention
         if path == "auto":
             path = choose_attention_path(q.device.type, q.dtype, t)
         if return_attention == "full" or path == "explicit":
-            full = torch.matmul(q * self.scale, k.transpose(-2, -1)).softmax(dim=-1)
+            full = short_softmax(torch.matmul(q * self.scale, k.transpose(-2, -1)))
             out = torch.matmul(full, v)
             if return_attention == "full":
                 attn = full
@@ -161,5 +235,7 @@ class Attention(nn.Module):
             attn = cls_attention(q, k, self.scale)
         elif return_attention not in ATTENTION_MODES:
             raise ValueError(f"return_attention must be one of {ATTENTION_MODES}, got {return_attention!r}")
-        out = out.transpose(1, 2).reshape(b, t, c)
+        if isinstance(keep, tuple):
+            return self.proj(out.reshape(-1, c)), attn  # (Q, h, 1, d) -> (Q, D)
+        out = out.transpose(1, 2).reshape(b, q.shape[2], c)
         return self.proj(out), attn

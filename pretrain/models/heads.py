@@ -169,10 +169,13 @@ class iBOTHead(DINOHead):
 
         Args:
             pooled: (B, in_dim) [CLS] / pooled embedding.
-            patch_tokens: (B, N, in_dim).
+            patch_tokens: (B, N, in_dim), or flat (S, in_dim) (any number of patches).
 
         Returns:
-            (logits (B, out_dim), patch logits (B, N, patch_out_dim)).
+            (logits (B, out_dim), patch logits (B, N, patch_out_dim) or (S, patch_out_dim)).
         """
+        if patch_tokens.ndim == 2:
+            z = self.bottleneck(torch.cat([pooled, patch_tokens], dim=0))
+            return self.last_layer(z[: pooled.shape[0]]), self.last_layer2(z[pooled.shape[0]:])
         z = self.bottleneck(torch.cat([pooled.unsqueeze(1), patch_tokens], dim=1))
         return self.last_layer(z[:, 0]), self.last_layer2(z[:, 1:])

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from pretrain.models.attention import Attention
+from pretrain.models.attention import Attention, Keep, select_tokens
 
 __all__ = ["Block", "DropPath", "Mlp", "PatchEmbed", "drop_path"]
 
@@ -106,10 +106,25 @@ class Block(nn.Module):
         self.drop_path = DropPath(drop_path)
 
     def forward(
-        self, x: torch.Tensor, return_attention: str | None = None
+        self, x: torch.Tensor, return_attention: str | None = None, keep: Keep | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """x (B, T, D) -> (x (B, T, D), attention from :class:`Attention` or None)."""
-        y, attn = self.attn(self.norm1(x), return_attention)
-        x = x + self.drop_path(y)
+        """x (B, T, D) -> (x (B, T, D), attention from :class:`Attention` or None).
+
+        ``keep`` (an int Q, a (B, Q) long index or a flat (rows, tokens) pair, see
+        :class:`Attention`) computes only those tokens' outputs: (B, Q, D) or flat (Q, D), the
+        same rows as the full output. Stochastic depth is drawn per image as without ``keep``.
+        """
+        y, attn = self.attn(self.norm1(x), return_attention, keep)
+        if isinstance(keep, tuple):  # flat rows: each row takes its image's drop-path draws
+            batch, rows = x.shape[0], keep[0]
+            x = select_tokens(x, keep) + self._drop_per_image(y, batch, rows)
+            return x + self._drop_per_image(self.mlp(self.norm2(x)), batch, rows), attn
+        x = (x if keep is None else select_tokens(x, keep)) + self.drop_path(y)
         x = x + self.drop_path(self.mlp(self.norm2(x)))
         return x, attn
+
+    def _drop_per_image(self, y: torch.Tensor, batch: int, rows: torch.Tensor) -> torch.Tensor:
+        """Flat rows y (Q, D) of images ``rows`` (Q,): stochastic depth with one draw per image (B)."""
+        if self.drop_path.prob == 0.0 or not self.training:
+            return y
+        return y * self.drop_path(y.new_ones(batch, 1))[rows]

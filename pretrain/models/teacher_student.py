@@ -32,7 +32,8 @@ class GlobalOutput:
 
     Attributes:
         cls_logits: (G*B, K) head output of the pooled embedding.
-        patch_logits: (G*B, N, K2) head output per patch token, or None (DINO).
+        patch_logits: (G*B, N, K2) head output per patch token, (G*B, M, K2) or flat (S, K2) with
+            ``keep_patches``, or None (DINO).
         attention: (G*B, N) masking score ([CLS]->patch or SimPool map), if requested.
     """
 
@@ -67,9 +68,20 @@ class MultiCropNetwork(nn.Module):
         self.with_patch = with_patch
 
     def forward_global(self, x: torch.Tensor, masks: torch.Tensor | None = None,
-                       return_attention: str | None = None) -> GlobalOutput:
-        """Global crops of one resolution in one batch: x (G*B, C, H, W), masks (G*B, N)."""
-        f = self.backbone.forward_features(x, masks=masks, return_attention=return_attention)
+                       return_attention: str | None = None,
+                       keep_patches: torch.Tensor | None = None) -> GlobalOutput:
+        """Global crops of one resolution in one batch: x (G*B, C, H, W), masks (G*B, N).
+
+        ``keep_patches`` (G*B, M) long: patch logits only at these positions ((G*B, M, K2));
+        (G*B, N) bool: flat patch logits (S, K2) of the selected patches in row-major order; the
+        others are never computed (see ``VisionTransformer.forward_features``); DINO
+        (``with_patch=False``) reads no patch output, so it computes only the prefix tokens in
+        the last block whatever ``keep_patches`` is.
+        """
+        if not self.with_patch:
+            keep_patches = x.new_empty((x.shape[0], 0), dtype=torch.long)
+        f = self.backbone.forward_features(x, masks=masks, return_attention=return_attention,
+                                           keep_patches=keep_patches)
         if not self.with_patch:
             return GlobalOutput(self.head(f.pooled), None, f.attention)
         if self.patch_head is not None:
@@ -80,8 +92,13 @@ class MultiCropNetwork(nn.Module):
         return GlobalOutput(self.head(f.pooled), self.head(f.patch_tokens), f.attention)
 
     def forward_local(self, x: torch.Tensor) -> torch.Tensor:
-        """Local crops in one batch: x (L*B, C, h, w) -> (L*B, K); no patch logits needed."""
-        return self.head(self.backbone.forward_features(x).pooled)
+        """Local crops in one batch: x (L*B, C, h, w) -> (L*B, K); no patch logits needed.
+
+        Only the pooled vector is read, so with [CLS] pooling the last block computes only the
+        prefix tokens (same output, fewer FLOPs; see ``VisionTransformer.forward_features``).
+        """
+        no_patches = x.new_empty((x.shape[0], 0), dtype=torch.long)
+        return self.head(self.backbone.forward_features(x, keep_patches=no_patches).pooled)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_local(x)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from pretrain.models.attention import ATTENTION_MODES, ATTENTION_PATHS, KEY_VARIANTS
+from pretrain.models.attention import ATTENTION_MODES, ATTENTION_PATHS, KEY_VARIANTS, Keep, select_tokens
 from pretrain.models.layers import Block, PatchEmbed
 from pretrain.models.pooling import POOLINGS, SIMPOOL_BETAS, SimPool
 from pretrain.models.pos_embed import POS_EMBED_INTERP, resample_pos_embed, sincos_2d
@@ -218,7 +218,8 @@ class VisionTransformer(nn.Module):
         return torch.cat(prefix + [x], dim=1) if prefix else x
 
     def forward_features(
-        self, x: torch.Tensor, masks: torch.Tensor | None = None, return_attention: str | None = None
+        self, x: torch.Tensor, masks: torch.Tensor | None = None, return_attention: str | None = None,
+        keep_patches: torch.Tensor | None = None,
     ) -> ViTFeatures:
         """Run the backbone.
 
@@ -229,6 +230,15 @@ class VisionTransformer(nn.Module):
             return_attention: None, ``"cls"`` ((B, N): the last block's [CLS] -> patch
                 attention averaged over heads, registers excluded, from q_cls and K only;
                 SimPool's map with pooling="simpool") or ``"full"`` ((B, h, T, T)).
+            keep_patches: optional (B, M) long patch positions (0 .. N-1): only these patch
+                tokens are returned (``patch_tokens`` is (B, M, D), in this order; M may be 0); or
+                a (B, N) bool selection: ``patch_tokens`` is then flat (S, D), the S selected
+                patches in row-major order (as ``tokens[keep_patches]``; S is read on the host).
+                With [CLS] pooling the last block then computes only the prefix tokens and these
+                (the other tokens are still its keys and values), which is the same function with
+                fewer FLOPs; with GAP / SimPool pooling every token is computed and these are
+                picked. For a student whose unmasked patch outputs no loss reads. A bool
+                selection takes no ``return_attention``.
 
         Returns:
             :class:`ViTFeatures`.
@@ -237,11 +247,16 @@ class VisionTransformer(nn.Module):
             raise ValueError(f"return_attention must be one of {ATTENTION_MODES}, got {return_attention!r}")
         block_attn_mode = None if (return_attention == "cls" and self.simpool is not None) else return_attention
         x = self.prepare_tokens(x, masks)
+        b, p = x.shape[0], self.num_prefix_tokens
+        keep = self._last_block_keep(keep_patches, b, p, x.shape[1] - p)
         attn = None
         last = len(self.blocks) - 1
         for i, blk in enumerate(self.blocks):
-            x, attn = blk(x, block_attn_mode if i == last else None)
-        p = self.num_prefix_tokens
+            x, attn = blk(x, block_attn_mode if i == last else None, keep if i == last else None)
+        if isinstance(keep, tuple):  # flat (B * p + S, D): every image's prefix tokens, then the patches
+            xn = self.norm(x)
+            prefix = xn[: b * p].unflatten(0, (b, p))
+            return ViTFeatures(pooled=prefix[:, 0], patch_tokens=xn[b * p:], prefix_tokens=prefix, attention=attn)
         xn = self.norm(x)
         if self.simpool is not None:
             pooled, pool_attn = self.simpool(x[:, p:])
@@ -252,7 +267,30 @@ class VisionTransformer(nn.Module):
             pooled = xn[:, 0] if self.pooling == "cls" else xn[:, p:].mean(dim=1)
             if return_attention == "cls":
                 attn = attn[:, :, p:].mean(dim=1)
-        return ViTFeatures(pooled=pooled, patch_tokens=xn[:, p:], prefix_tokens=xn[:, :p], attention=attn)
+        patches = xn[:, p:]
+        if keep_patches is not None and keep is None:  # GAP / SimPool: every token computed, pick the patches
+            patches = patches[keep_patches] if keep_patches.dtype == torch.bool else select_tokens(patches, keep_patches)
+        return ViTFeatures(pooled=pooled, patch_tokens=patches, prefix_tokens=xn[:, :p], attention=attn)
+
+    def _last_block_keep(self, keep_patches: torch.Tensor | None, batch: int, p: int, n: int) -> Keep | None:
+        """The last block's ``keep`` (see :class:`~pretrain.models.layers.Block`) for ``keep_patches``."""
+        if keep_patches is None:
+            return None
+        flat = keep_patches.dtype == torch.bool
+        if keep_patches.ndim != 2 or keep_patches.shape[0] != batch or (flat and keep_patches.shape[1] != n):
+            raise ValueError(f"keep_patches must be (B, M) = ({batch}, M) long or (B, N) bool, "
+                             f"got {tuple(keep_patches.shape)} {keep_patches.dtype}")
+        if self.pooling != "cls" or p == 0:  # the pooled vector reads every patch token
+            return None
+        if flat:
+            rows, patches = keep_patches.nonzero(as_tuple=True)  # row-major, as tokens[keep_patches]
+            prefix_rows = torch.arange(batch, device=rows.device).repeat_interleave(p)
+            prefix_tokens = torch.arange(p, device=rows.device).repeat(batch)
+            return torch.cat([prefix_rows, rows]), torch.cat([prefix_tokens, patches + p])
+        if keep_patches.shape[1] == 0:
+            return p  # prefix tokens only: a slice
+        prefix = torch.arange(p, device=keep_patches.device).expand(batch, p)
+        return torch.cat([prefix, keep_patches + p], dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, D) pooled embedding after the final norm."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 
 import pytest
 import torch
@@ -11,7 +12,7 @@ import torch.nn.functional as F
 from pretrain.build import build_loss, build_masker_from, build_network, build_optimizer_from
 from pretrain.config import PretrainConfig, load_config
 from pretrain.models.teacher_student import EMATeacher
-from pretrain.step import StepModules, StudentCall, forward_losses, optimizer_step
+from pretrain.step import StepModules, StudentCall, forward_losses, optimizer_step, patch_index
 
 TINY = ["model.name=vit_pico", "model.patch_size=4", "model.drop_path_rate=0.0", "head.out_dim=16",
         "head.patch_out_dim=16", "head.hidden_dim=32", "head.bottleneck_dim=8", "data.global_size=16",
@@ -98,3 +99,46 @@ def test_training_step_never_syncs_with_the_host_on_cuda():
         step()
     finally:
         torch.cuda.set_sync_debug_mode("default")
+
+
+def test_patch_index_keeps_every_masked_patch_in_token_order():
+    masks = torch.tensor([[0, 1, 0, 1, 1, 0], [0, 0, 0, 0, 0, 0], [1, 0, 0, 0, 0, 1]], dtype=torch.bool)
+
+    class Bound:
+        def max_count(self, n):
+            return 3
+
+    assert patch_index(masks, Bound()).tolist() == [[1, 3, 4], [0, 1, 2], [0, 1, 5]]
+    assert patch_index(masks, None).tolist() == [list(range(6))] * 3  # no bound: every patch
+
+
+@pytest.mark.parametrize("selection", ["exact", "bound"])
+@pytest.mark.parametrize("strategy", ["attmask_high", "block"])
+def test_step_gradients_equal_those_of_the_full_student(strategy, selection):
+    # the step computes the student's last block and patch head only where the losses read them;
+    # the reference (patch_selection="all", the step before issue 12) runs every token through it
+    cfg = load_config(PretrainConfig, None, TINY[:-2] + [f"mask.strategy={strategy}", "mask.prob=0.7"])
+    student, teacher, _, mods = build(cfg, torch.device("cpu"))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in teacher.parameters():
+            p.add_(0.01 * torch.randn_like(p))  # a teacher that differs from the student
+    ref_student, ref_teacher, ref_loss = copy.deepcopy(student), copy.deepcopy(teacher), copy.deepcopy(mods.loss)
+    ref_gen = torch.Generator().set_state(mods.generator.get_state())
+    ref_mods = StepModules(StudentCall(ref_student), ref_teacher, ref_loss, mods.masker, ref_gen)
+    glob, loc = torch.randn(2 * 4, 3, 16, 16), torch.randn(2 * 4, 3, 8, 8)
+    out = forward_losses(mods, glob, loc, 0.04, 0.06, contextlib.nullcontext(), patch_selection=selection)
+    ref = forward_losses(ref_mods, glob, loc, 0.04, 0.06, contextlib.nullcontext(), patch_selection="all")
+    assert torch.equal(out.masks, ref.masks) and out.masks.any() and not out.masks.all(1).any()
+    torch.testing.assert_close(out.loss, ref.loss, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out.loss_patch, ref.loss_patch, rtol=1e-5, atol=1e-6)
+    out.loss.backward()
+    ref.loss.backward()
+    got = {n: p.grad for n, p in student.named_parameters() if p.grad is not None}
+    want = {n: p.grad for n, p in ref_student.named_parameters() if p.grad is not None}
+    assert got.keys() == want.keys()
+    for name, g in got.items():
+        torch.testing.assert_close(g, want[name], rtol=1e-4, atol=1e-5 * float(want[name].abs().max()), msg=name)
+    torch.testing.assert_close(mods.loss.patch.center, ref_loss.patch.center)
+    with pytest.raises(ValueError, match="patch_selection"):
+        forward_losses(mods, glob, loc, 0.04, 0.06, contextlib.nullcontext(), patch_selection="some")

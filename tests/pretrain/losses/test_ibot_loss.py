@@ -86,3 +86,45 @@ def test_mask_shape_and_dtype_errors():
         loss_fn(x, x, torch.ones(2, 3), 0.04)
     with pytest.raises(ValueError, match="shape"):
         loss_fn(x, x, torch.ones(2, 4, dtype=torch.bool), 0.04)
+
+
+def test_student_outputs_at_an_index_give_the_same_loss_gradient_and_centre():
+    torch.manual_seed(0)
+    student, teacher = torch.randn(5, 9, 7), torch.randn(5, 9, 7)
+    masks = torch.rand(5, 9) < 0.3
+    masks[2] = False  # an unmasked image still counts in the mean
+    index = torch.sort(masks.to(torch.uint8), dim=1, descending=True, stable=True).indices[:, :4]
+    assert bool((torch.gather(masks, 1, index).sum(1) == masks.sum(1)).all())  # every masked token kept
+    full, picked = iBOTPatchLoss(7), iBOTPatchLoss(7)
+    for loss in (full, picked):
+        loss.center.normal_(generator=torch.Generator().manual_seed(1))
+    s_full = student.clone().requires_grad_()
+    ref = full(s_full, teacher, masks, 0.05)
+    ref.backward()
+    s_kept = torch.gather(student, 1, index[..., None].expand(-1, -1, 7)).requires_grad_()
+    got = picked(s_kept, teacher, masks, 0.05, index=index)
+    got.backward()
+    torch.testing.assert_close(got, ref, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(s_kept.grad, torch.gather(s_full.grad, 1, index[..., None].expand(-1, -1, 7)))
+    torch.testing.assert_close(picked.center, full.center)  # the centre follows all teacher tokens
+    with pytest.raises(ValueError, match="index"):
+        picked(s_kept, teacher, masks, 0.05, index=index[:, :3])
+
+
+def test_flat_student_outputs_of_the_masked_tokens_give_the_same_loss_and_gradient():
+    torch.manual_seed(0)
+    student, teacher = torch.randn(5, 9, 7), torch.randn(5, 9, 7)
+    masks = torch.rand(5, 9) < 0.3
+    masks[2] = False
+    full, flat = iBOTPatchLoss(7), iBOTPatchLoss(7)
+    s_full = student.clone().requires_grad_()
+    ref = full(s_full, teacher, masks, 0.05)
+    ref.backward()
+    s_flat = student[masks].clone().requires_grad_()  # (S, K), row-major
+    got = flat(s_flat, teacher, masks, 0.05, index=masks)
+    got.backward()
+    torch.testing.assert_close(got, ref, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(s_flat.grad, s_full.grad[masks])
+    torch.testing.assert_close(flat.center, full.center)
+    with pytest.raises(ValueError, match="bool index"):
+        flat(s_flat, teacher, masks, 0.05, index=masks[:, :4])

@@ -45,3 +45,16 @@ def test_errors_list_valid_choices():
         build_masker("attmask_hint")(4, (2, 2))
     with pytest.raises(ValueError, match="prob"):
         build_masker("random", prob=2.0)
+
+
+@pytest.mark.parametrize("strategy", ["random", "block", "attmask_high", "attmask_hint"])
+@pytest.mark.parametrize(("ratio_range", "grid", "bound"), [((0.1, 0.5), (4, 4), 8), ((0.1, 0.5), (14, 14), 98),
+                                                            ((0.3, 0.3), (10, 10), 30), ((0.2, 0.7), (5, 7), 24)])
+def test_max_count_is_int_high_n_and_bounds_every_draw(strategy, ratio_range, grid, bound):
+    masker = build_masker(strategy, prob=1.0, ratio_range=ratio_range)
+    n = grid[0] * grid[1]
+    assert masker.max_count(n) == bound  # floor(high * N), e.g. 0.7 * 35 = 24.5 -> 24
+    gen = torch.Generator().manual_seed(0)
+    masks = masker(4000, grid, scores=torch.rand(4000, n, generator=gen), generator=gen)
+    assert int(masks.sum(1).max()) <= bound
+    assert build_masker("none").max_count(n) == 0

@@ -127,3 +127,19 @@ def test_auto_rule_picks_the_faster_path_of_the_recorded_table():
     assert choose_attention_path("cpu", torch.float32, 197) == "fused"
     assert choose_attention_path("cuda", torch.float32, 5) == "fused"  # CUDA: always SDPA
     assert choose_attention_path("cuda", torch.bfloat16, 197) == "fused"
+
+
+@pytest.mark.parametrize("keys", [1, 2, 5, 8, 9, 17])
+def test_short_softmax_equals_softmax_forward_and_backward(keys):
+    from pretrain.models.attention import short_softmax
+
+    torch.manual_seed(0)
+    logits = (torch.randn(6, 4, 3, keys) * 30).requires_grad_()  # large logits: the max shift matters
+    weight = torch.randn(6, 4, 3, keys)
+    ref = logits.softmax(-1)
+    (ref * weight).sum().backward()
+    ref_grad, logits.grad = logits.grad, None
+    got = short_softmax(logits)
+    (got * weight).sum().backward()
+    torch.testing.assert_close(got, ref, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(logits.grad, ref_grad, atol=1e-6, rtol=1e-5)
