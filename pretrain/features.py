@@ -10,6 +10,13 @@ Feature kinds (D = embedding width):
     ``cls_avg``  [CLS] and patch mean concatenated, (N, 2D)      (DINO linear, avgpool)
     ``cls4``     [CLS] of the last 4 blocks concatenated, (N, 4D) (DINO linear, ViT-S)
     ``cls4_avg`` ``cls4`` and the last block's patch mean, (N, 5D)
+    ``grid2``    the last block's patch tokens mean-pooled on a 2x2 grid, concatenated, (N, 4D)
+    ``patches``  all of the last block's patch tokens concatenated in grid order, (N, N_p * D)
+
+``grid2`` and ``patches`` keep the image layout, as a k-NN on raw pixels does. On small, centred
+images (Fashion-MNIST) an untrained ViT read out this way already matches the pixels, so the
+pooled kinds are the ones that show what pretraining learned
+(benchmarks/results/fmnist_study/README.md).
 
 Caron et al., "Emerging Properties in Self-Supervised Vision Transformers" (DINO), 2021:
 k-NN on the [CLS] feature; linear probe on [CLS] of the last 4 blocks (+ average pool).
@@ -26,7 +33,7 @@ from tqdm.auto import tqdm
 
 from pretrain.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_on_device
 
-KINDS: tuple[str, ...] = ("pooled", "cls", "avg", "cls_avg", "cls4", "cls4_avg")
+KINDS: tuple[str, ...] = ("pooled", "cls", "avg", "cls_avg", "cls4", "cls4_avg", "grid2", "patches")
 _AMP: dict[str, torch.dtype | None] = {"auto": None, "bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
 
 
@@ -56,12 +63,24 @@ def represent(model: nn.Module, images: torch.Tensor, kinds: Sequence[str],
     n_blocks = 4 if any(k.startswith("cls4") for k in token_kinds) else 1
     layers = model.get_intermediate_layers(x, n=n_blocks)
     p = model.num_prefix_tokens
-    avg = layers[-1][:, p:].mean(dim=1)
+    tokens = layers[-1][:, p:]
+    avg = tokens.mean(dim=1)
     cls_last, cls_all = layers[-1][:, 0], [t[:, 0] for t in layers]
     table = {"cls": lambda: cls_last, "avg": lambda: avg, "cls_avg": lambda: torch.cat([cls_last, avg], 1),
-             "cls4": lambda: torch.cat(cls_all, 1), "cls4_avg": lambda: torch.cat([*cls_all, avg], 1)}
+             "cls4": lambda: torch.cat(cls_all, 1), "cls4_avg": lambda: torch.cat([*cls_all, avg], 1),
+             "grid2": lambda: _grid_pool(tokens, x.shape[-2:], 2), "patches": lambda: tokens.flatten(1)}
     out.update({k: table[k]() for k in token_kinds})
     return out
+
+
+def _grid_pool(tokens: torch.Tensor, image_hw: torch.Size, cells: int) -> torch.Tensor:
+    """Patch tokens (B, N, D) of an image of side (H, W) mean-pooled on a cells x cells grid -> (B, cells^2 * D)."""
+    b, n, d = tokens.shape
+    h = round((n * image_hw[0] / image_hw[1]) ** 0.5)  # patch rows: N = rows * cols, rows / cols = H / W
+    if h * (n // max(h, 1)) != n or h < cells or n // h < cells:
+        raise ValueError(f"kind grid2 needs a patch grid of at least {cells}x{cells}, got {n} patches")
+    grid = tokens.transpose(1, 2).reshape(b, d, h, n // h)
+    return torch.nn.functional.adaptive_avg_pool2d(grid, cells).flatten(1)
 
 
 @torch.no_grad()

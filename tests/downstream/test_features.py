@@ -116,3 +116,23 @@ def test_extract_skips_empty_batches_and_matches_the_forward():
         extract(model, loader, amp="fp8")
     with pytest.raises(ValueError, match="no image could be read"):
         extract(model, [(x[:0], y[:0])], progress=False)
+
+
+def test_layout_kinds_grid2_and_patches():
+    """grid2: the 2x2 block means of the patch grid (hand values); patches: every patch token, in grid order."""
+    from pretrain.features import _grid_pool
+
+    tokens = torch.arange(16, dtype=torch.float32).view(1, 16, 1)  # a 4x4 grid, row-major: value = 4 * row + col
+    assert _grid_pool(tokens, torch.Size((28, 28)), 2).tolist() == [[2.5, 4.5, 10.5, 12.5]]
+    wide = torch.arange(8, dtype=torch.float32).view(1, 8, 1)  # 2 rows x 4 cols (a 14 x 28 image)
+    assert _grid_pool(wide, torch.Size((14, 28)), 2).tolist() == [[0.5, 2.5, 4.5, 6.5]]
+    with pytest.raises(ValueError, match="at least 2x2"):
+        _grid_pool(torch.zeros(1, 1, 3), torch.Size((7, 7)), 2)
+    model, x = _pico(), torch.randint(0, 256, (2, 3, 28, 28), dtype=torch.uint8)
+    feats = represent(model, x, ["avg", "grid2", "patches"], (0.5,) * 3, (0.5,) * 3)
+    side = 28 // model.patch_size  # 7: adaptive pooling's first cell is rows / cols 0..3 (ceil(7 / 2))
+    assert feats["grid2"].shape == (2, 4 * 128) and feats["patches"].shape == (2, side * side * 128)
+    patches = feats["patches"].view(2, side * side, 128)
+    torch.testing.assert_close(patches.mean(1), feats["avg"])  # the same tokens the patch mean averages
+    top_left = patches.view(2, side, side, 128)[:, :4, :4].mean(dim=(1, 2))
+    torch.testing.assert_close(feats["grid2"].view(2, 128, 4)[:, :, 0], top_left)
