@@ -36,7 +36,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout
 
-from provenance import command_line, load_average, machine_line, utc_now, versions_line
+from provenance import command_line, load_average, machine_line, utc_now, versions_line, write_report
 
 from pretrain.amp import autocast_context
 from pretrain.build import (build_loss, build_masker_from, build_network, build_optimizer_from, build_schedules,
@@ -260,12 +260,7 @@ def main() -> None:
     for spec in args.regimes.split(","):
         if spec.count(":") != 1 or spec.split(":")[0] not in RECIPES or not spec.split(":")[1].isdigit():
             ap.error(f"--regimes entry {spec!r} must be NAME:BATCH with NAME in {sorted(RECIPES)}")
-    result = measure(args)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2))
-    text = markdown(result)
-    out.with_suffix(".md").write_text(text + "\n")
-    print(text)
+    write_report(out, measure(args), markdown)
 
 
 if __name__ == "__main__":

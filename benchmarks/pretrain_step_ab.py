@@ -24,7 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from provenance import command_line, load_average, machine_line, utc_now, versions_line
+from provenance import command_line, load_average, machine_line, utc_now, versions_line, write_report
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -102,13 +102,7 @@ def main() -> None:
     args = ap.parse_args()
     if not (Path(args.base) / "benchmarks" / "pretrain_step.py").exists():
         ap.error(f"--base {args.base} has no benchmarks/pretrain_step.py: give a checkout of this repository")
-    result = measure(args)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2))
-    text = markdown(result)
-    out.with_suffix(".md").write_text(text + "\n")
-    print(text)
+    write_report(args.out, measure(args), markdown)
 
 
 if __name__ == "__main__":

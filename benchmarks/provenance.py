@@ -8,10 +8,12 @@ ffcv / faiss (the GPU machine).
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import platform
 import shlex
 import sys
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -72,3 +74,14 @@ def load_average() -> str:
 
 def utc_now() -> str:
     return f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC"
+
+
+def write_report(out: str | Path, result: dict, markdown: Callable[[dict], str]) -> str:
+    """Writes ``out``.json (the result) and ``out``.md (``markdown(result)``), prints and returns the markdown."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2))
+    text = markdown(result)
+    out.with_suffix(".md").write_text(text + "\n")
+    print(text)
+    return text
