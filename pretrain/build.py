@@ -175,12 +175,12 @@ def build_pretrain_data(cfg: PretrainConfig, dist: DistInfo, device: torch.devic
                                             device=device if d.colour_on_device else None,
                                             colour_on_device=d.colour_on_device)
     elif d.loader == "batched":
-        ds = build_dataset(d.dataset, resolve_root(d.dataset, d.root), "train")
+        ds = build_dataset(d.dataset, resolve_root(d.dataset, d.root), d.split)
         loader = BatchedMultiCropLoader(ds.images, ds.labels, spec, d.batch_size, cfg.run.seed,
                                         dist.rank, dist.world_size)
     else:
         root = resolve_root(d.dataset, d.root)
-        split = "train" if d.dataset == "fashion_mnist" else None
+        split = d.split if d.dataset == "fashion_mnist" else None
         dataset = build_dataset(d.dataset, root, split)
         loader = build_pretrain_loader(dataset, MultiCropTransform(spec), d.batch_size,
                                        d.num_workers, cfg.run.seed, dist.rank, dist.world_size,

@@ -103,6 +103,9 @@ class MaskConfig:
 class DataConfig:
     dataset: str = choice("imagefolder", "fashion_mnist")
     root: str = "data/imagenet/train"
+    # fashion_mnist only: train_fit = the 50k training images outside the validation split train_holdout,
+    # for choosing a recipe without its validation images (pair with knn.train_split / knn.test_split)
+    split: str = choice("train", "train_fit")
     loader: str = choice("torchvision", "ffcv", "batched")
     ffcv_path: str = ""
     colour_on_device: bool = False  # FFCV only: colour jitter/grey/blur/solarize on the training device
@@ -223,6 +226,11 @@ def check_pretrain(cfg: PretrainConfig) -> None:
     if d.loader == "batched" and d.dataset != "fashion_mnist":
         raise ConfigError("data.loader=batched keeps the whole data set in memory and supports "
                           f"data.dataset=fashion_mnist; use data.loader=torchvision or ffcv for {d.dataset!r}")
+    if d.split != "train" and d.dataset != "fashion_mnist":
+        raise ConfigError(f"data.split={d.split!r} is a Fashion-MNIST split: for data.dataset={d.dataset!r} point "
+                          "data.root (or data.ffcv_path) at the images to pretrain on")
+    if d.split != "train" and d.loader == "ffcv":
+        raise ConfigError("data.split does not apply to data.loader=ffcv: write a .beton of the split you want")
     _check_augmentation(d)
     if not 0 <= cfg.mask.ratio_min <= cfg.mask.ratio_max <= 1:
         raise ConfigError(f"need 0 <= mask.ratio_min <= mask.ratio_max <= 1, got {cfg.mask.ratio_min}, "

@@ -5,9 +5,10 @@ from __future__ import annotations
 import inspect
 
 import pytest
+import torch
 
 from pretrain.build import backbone_kwargs, build_loss, build_network, crop_spec
-from pretrain.config import PretrainConfig, load_config
+from pretrain.config import ConfigError, PretrainConfig, load_config
 from pretrain.models.vit import VisionTransformer
 
 TINY = ["model.name=vit_pico", "model.patch_size=4", "head.out_dim=16", "head.patch_out_dim=16",
@@ -79,3 +80,33 @@ def test_augmentation_keys_reach_the_crop_recipe_and_default_to_dinos():
     assert (spec.flip_p, spec.color_jitter, spec.jitter_p, spec.gray_p) == (0.0, (0.1, 0.2, 0.0, 0.0), 0.3, 0.0)
     assert (spec.blur_p, spec.blur_sigma, spec.solarize_p) == ((0.0, 0.5, 0.0), (0.1, 0.5), 0.0)
     assert [v.blur_p for v in spec.views()[:3]] == [0.0, 0.5, 0.0]  # global 1, global 2, first local
+
+
+def test_fashion_mnist_split_train_fit_pretrains_without_the_validation_images(fashion_mnist_root):
+    """data.split=train_fit: the 50k images outside train_holdout, exactly those (batched loader)."""
+    import numpy as np
+
+    from pretrain.build import build_pretrain_data
+    from pretrain.data.datasets import FashionMNIST
+    from pretrain.distributed import DistInfo
+
+    cfg = load_config(PretrainConfig, None, [*TINY, "data.dataset=fashion_mnist", "data.loader=batched",
+                                             f"data.root={fashion_mnist_root}", "data.split=train_fit",
+                                             "data.global_size=28", "data.local_size=12"])
+    loader, _, _ = build_pretrain_data(cfg, DistInfo(0, 1, 0), torch.device("cpu"))
+    fit = FashionMNIST(fashion_mnist_root, "train_fit", as_pil=False)
+    holdout = FashionMNIST(fashion_mnist_root, "train_holdout", as_pil=False)
+    assert len(loader.labels) == len(fit) == 50000 and len(holdout) == 10000
+    assert torch.equal(loader.images[:, 0], torch.from_numpy(fit.images))
+    assert np.bincount(loader.labels.numpy()).tolist() == [5000] * 10
+
+
+@pytest.mark.parametrize("override,message", [
+    (["data.split=train_fit"], "is a Fashion-MNIST split"),
+    (["data.split=train_fit", "data.dataset=fashion_mnist", "data.loader=ffcv", "data.ffcv_path=x.beton"],
+     "does not apply to data.loader=ffcv"),
+    (["data.split=test"], "not a valid value"),
+])
+def test_data_split_errors(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(PretrainConfig, None, override)

@@ -92,7 +92,7 @@ def test_every_choice_field_rejects_a_bad_value(key):
     with pytest.raises(ConfigError, match=rf"{key}='bogus'.*choose one of {', '.join(valid)}"):
         load_config(PretrainConfig, None, [f"{key}=bogus"])
     load_config(PretrainConfig, None, [f"{key}={valid[-1]}"] + (["mask.strategy=none"] if valid[-1] == "dino" else [])
-                + (["data.dataset=fashion_mnist"] if valid[-1] == "batched" else [])
+                + (["data.dataset=fashion_mnist"] if valid[-1] in ("batched", "train_fit") else [])
                 + (["data.ffcv_path=x.beton"] if valid[-1] == "ffcv" else [])
                 + (["head.shared_head=false"] if valid[-1] == "separate" else []))
 
