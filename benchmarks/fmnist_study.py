@@ -35,6 +35,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -221,29 +222,32 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else float("nan"))
 
 
-def write_tables(out: Path, rows: list[dict], current: str, planned: int) -> str:
+def write_tables(out: Path, rows: list[dict], current: str, plan: Sequence[tuple[str, int]] = ()) -> str:
     """results.md: one section per budget in the JSONL (the current one first); returns the current one."""
     seen: set = set()  # two processes finishing together may both have recorded a baseline: count it once
     rows = [r for r in rows if (k := (r["variant"], r["seed"], r["budget"])) not in seen and not seen.add(k)]
     budgets = [current] + sorted({r["budget"] for r in rows} - {current})
-    sections = [write_table(rows, b, planned if b == current else 0) for b in budgets]
+    sections = [write_table(rows, b, plan if b == current else ()) for b in budgets]
     (out / "results.md").write_text("\n".join(sections))
     return sections[0]
 
 
-def write_table(rows: list[dict], budget: str, planned: int = 0) -> str:
+def write_table(rows: list[dict], budget: str, plan: Sequence[tuple[str, int]] = ()) -> str:
     """Mean +- std per variant, and each pairwise k-NN / linear difference against the seed std (markdown).
 
-    ``planned``: the number of training runs this budget should have (0: unknown, not stated)."""
+    ``plan``: the (variant, seed) runs this invocation should finish (empty: not stated); another
+    process may be finishing other variants of the same budget, so both counts are given."""
     rows = [r for r in rows if r["budget"] == budget]
     by: dict[str, list[dict]] = {}
     for r in rows:
         by.setdefault(r["variant"], []).append(r)
     order = [v for v in (*VARIANTS, *INIT_BASELINES) if v in by]
     n_trained = sum(r["variant"] in VARIANTS for r in rows)
+    n_planned_done = len(set(plan) & {(r["variant"], r["seed"]) for r in rows})
     lines = [f"# Fashion-MNIST study, budget {budget} (validation split train_holdout)", "",
-             (f"{n_trained} of {planned} planned training runs finished" + (" (PARTIAL)" if n_trained < planned else "")
-              if planned else f"{n_trained} training runs recorded")
+             (f"{n_planned_done} of {len(set(plan))} planned training runs finished"
+              + (" (PARTIAL)" if n_planned_done < len(set(plan)) else "") + f", {n_trained} recorded in all"
+              if plan else f"{n_trained} training runs recorded")
              + "; random_init* rows: the same architectures untrained (same seeds, same evaluation); "
              "raw_pixels: the 784 pixel values (scaled to [0, 1]), same bank and validation images.", "",
              "| variant | seeds | k-NN top-1 (k=20) | linear top-1 | k-NN other features (mean) "
@@ -381,10 +385,10 @@ def main(argv: list[str] | None = None) -> None:
         (run_dir / "result.json").write_text(json.dumps(result, indent=1))
         record(jsonl, run_dir)
         done += 1
-        write_tables(a.out, read_jsonl(jsonl), budget_key(a), len(plan))
+        write_tables(a.out, read_jsonl(jsonl), budget_key(a), plan)
     init_baselines(a, root, jsonl)
     rows = read_jsonl(jsonl)
-    print(write_tables(a.out, rows, budget_key(a), len(plan)))
+    print(write_tables(a.out, rows, budget_key(a), plan))
     plot_curves(a.out, rows, budget_key(a))
     attention_maps(a.out, a.runs, root, a)
 

@@ -23,8 +23,11 @@ def test_table_marks_only_differences_beyond_the_larger_seed_std(tmp_path):
     rows += [_row("random", s, k, 50.0) for s, k in enumerate([80.0, 80.5, 81.0])]   # mean 80.5, std 0.5
     rows += [_row("block", s, k, 50.0) for s, k in enumerate([71.0, 73.0])]          # mean 72, std 1.41
     rows += [_row("attmask_high", 0, 99.0, 50.0), _row("none", 9, 0.0, 0.0, budget="other")]
-    text = fmnist_study.write_tables(tmp_path, rows, "b", planned=21)
-    assert "9 of 21 planned training runs finished (PARTIAL)" in text
+    plan = [(v, seed) for seed in range(3) for v in ("none", "random", "block", "attmask_high")]
+    text = fmnist_study.write_tables(tmp_path, rows, "b", plan=plan)
+    assert "9 of 12 planned training runs finished (PARTIAL), 9 recorded in all" in text
+    two_processes = fmnist_study.write_table(rows, "b", plan=[("none", 0), ("none", 1), ("none", 2)])
+    assert "3 of 3 planned training runs finished, 9 recorded in all" in two_processes
     assert "| none | 3 | 72.00 +- 2.00 |" in text and "| random | 3 | 80.50 +- 0.50 |" in text
     knn = text.split("## knn")[1].split("## linear")[0]
     line = {ln.split("|")[1].strip(): ln.split("|")[2:-1] for ln in knn.splitlines() if ln.startswith("| ") and "|---" not in ln}
