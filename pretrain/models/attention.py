@@ -178,15 +178,15 @@ class Attention(nn.Module):
         b, t, dim = x.shape
         h, d = self.num_heads, self.head_dim
         xq = select_tokens(x, keep)
-        if self.key_variant == "standard":
-            w, bias = self.qkv.weight, self.qkv.bias  # rows: q, k, v (timm layout)
-            q = F.linear(xq, w[:dim], None if bias is None else bias[:dim])
-            k, v = F.linear(x, w[dim:], None if bias is None else bias[dim:]).reshape(b, t, 2, h, d) \
-                .permute(2, 0, 3, 1, 4).unbind(0)
+        standard = self.key_variant == "standard"
+        layer = self.qkv if standard else self.qv  # rows: q, k, v (timm layout) or q, v
+        w, bias = layer.weight, layer.bias
+        q = F.linear(xq, w[:dim], None if bias is None else bias[:dim])
+        rest = F.linear(x, w[dim:], None if bias is None else bias[dim:])  # k, v or v of every token
+        if standard:
+            k, v = rest.reshape(b, t, 2, h, d).permute(2, 0, 3, 1, 4).unbind(0)
         else:
-            w, bias = self.qv.weight, self.qv.bias  # rows: q, v
-            q = F.linear(xq, w[:dim], None if bias is None else bias[:dim])
-            v = F.linear(x, w[dim:], None if bias is None else bias[dim:]).reshape(b, t, h, d).transpose(1, 2)
+            v = rest.reshape(b, t, h, d).transpose(1, 2)
             k = self.key(x).reshape(b, t, h, d).transpose(1, 2)
         if isinstance(keep, tuple):
             return q.reshape(-1, h, 1, d), k[keep[0]], v[keep[0]]
