@@ -342,6 +342,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "fmnist_study")
     p.add_argument("--max-runs", type=int, default=0, help="stop after this many new runs (0: all)")
     p.add_argument("--table-only", action="store_true", help="rebuild table and plots, train nothing")
+    p.add_argument("--train-only", action="store_true",
+                   help="train and record runs only: no baselines, tables or plots (parallel workers of one "
+                        "budget; run --table-only once they are done)")
     p.add_argument("--final-test", action="store_true", help="evaluate ONE finished variant (seeds) on the test split")
     return p.parse_args(argv)
 
@@ -385,7 +388,10 @@ def main(argv: list[str] | None = None) -> None:
         (run_dir / "result.json").write_text(json.dumps(result, indent=1))
         record(jsonl, run_dir)
         done += 1
-        write_tables(a.out, read_jsonl(jsonl), budget_key(a), plan)
+        if not a.train_only:
+            write_tables(a.out, read_jsonl(jsonl), budget_key(a), plan)
+    if a.train_only:  # parallel workers: the baselines and tables are made once, by --table-only
+        return
     init_baselines(a, root, jsonl)
     rows = read_jsonl(jsonl)
     print(write_tables(a.out, rows, budget_key(a), plan))

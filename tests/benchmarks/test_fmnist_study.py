@@ -72,3 +72,44 @@ def test_finished_runs_are_skipped_and_unrecorded_results_appended(tmp_path, fas
     assert (tmp_path / "runs" / f"none_{key}_s1" / "checkpoint.pt").is_file()
     fmnist_study.main(args)  # everything finished: nothing trains, nothing is appended
     assert fmnist_study.read_jsonl(tmp_path / "out" / "results.jsonl") == everything
+
+
+@pytest.mark.slow
+def test_train_only_workers_leave_baselines_and_tables_to_one_table_only_pass(tmp_path, fashion_mnist_root):
+    """Parallel workers (--train-only) record their runs and nothing else, so no baseline row is
+    written twice; the one --table-only pass afterwards adds the pixel baseline and the tables."""
+    args = ["--variants", "none", "random", "--seeds", "0", "--train-size", "64", "--epochs", "1",
+            "--bank-size", "200", "--val-size", "100", "--linear-epochs", "1", "--kinds",
+            "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]
+    key = fmnist_study.budget_key(fmnist_study.parse(args))
+    for variant, knn in (("none", 41.0), ("random", 42.0)):  # finished earlier: nothing trains here
+        run = tmp_path / "runs" / f"{variant}_{key}_s0"
+        run.mkdir(parents=True)
+        (run / "result.json").write_text(json.dumps(_row(variant, 0, knn, 30.0, budget=key)))
+    fmnist_study.main([*args, "--train-only"])
+    jsonl = tmp_path / "out" / "results.jsonl"
+    assert [r["variant"] for r in fmnist_study.read_jsonl(jsonl)] == ["none", "random"]
+    assert not (tmp_path / "out" / "results.md").exists()
+    fmnist_study.main([*args, "--table-only"])
+    assert [r["variant"] for r in fmnist_study.read_jsonl(jsonl)] == ["none", "random", "raw_pixels"]
+    assert "2 of 2 planned training runs finished" in (tmp_path / "out" / "results.md").read_text()
+
+
+@pytest.mark.slow
+def test_gpu_study_script_runs_end_to_end_shrunk_on_the_cpu(tmp_path, fashion_mnist_root):
+    """benchmarks/fmnist_study_gpu.sh --cpu-smoke: data once, parallel --train-only workers, one table pass."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "PYTHON": sys.executable, "FMNIST_GPU_THREADS": "1",
+           "FMNIST_GPU_TRAIN": "128"}
+    done = subprocess.run(["bash", "benchmarks/fmnist_study_gpu.sh", "--cpu-smoke"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    rows = fmnist_study.read_jsonl(tmp_path / "out" / "results.jsonl")
+    assert sorted(r["variant"] for r in rows) == ["attmask_high", "none", "random_init", "raw_pixels"]
+    assert all(r["budget"] == "demo_fmnist_n128_e1_61e3ca" for r in rows)  # one row each: nothing written twice
+    assert "2 of 2 planned training runs finished" in (tmp_path / "out" / "results.md").read_text()
+    bad = subprocess.run(["bash", "benchmarks/fmnist_study_gpu.sh", "--cpu-smok"], cwd=REPO, env=env,
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown argument '--cpu-smok'" in bad.stderr
