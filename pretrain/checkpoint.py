@@ -21,6 +21,7 @@ import logging
 import os
 import random
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -164,26 +165,40 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
+def numbered_files(folder: str | Path, pattern: re.Pattern[str]) -> list[tuple[int, Path]]:
+    """``(number, path)`` of every file in ``folder`` whose name matches ``pattern`` (group 1: the number),
+    oldest (lowest number) first; empty if the folder does not exist."""
+    folder = Path(folder)
+    found = [(int(m.group(1)), p) for p in (folder.iterdir() if folder.is_dir() else ()) if (m := pattern.match(p.name))]
+    return sorted(found)
+
+
+def newest_loadable(files: list[tuple[int, Path]], load: Callable[[Path], dict[str, Any]],
+                    unit: str = "step") -> tuple[Path, dict[str, Any]] | None:
+    """The newest of ``files`` (from :func:`numbered_files`) that ``load`` accepts, skipping (and
+    reporting, numbered by ``unit``) the ones it rejects with a ``ValueError``; None if none loads."""
+    for number, path in reversed(files):
+        try:
+            return path, load(path)
+        except ValueError as exc:
+            log.warning("skipping checkpoint at %s %d: %s", unit, number, exc)
+    return None
+
+
+def prune(files: list[tuple[int, Path]], keep_last: int) -> None:
+    """Deletes all but the newest ``keep_last`` (at least 1) of ``files``."""
+    for _, old in files[:-max(1, keep_last)]:
+        old.unlink(missing_ok=True)
+
+
 def list_step_checkpoints(output_dir: str | Path) -> list[tuple[int, Path]]:
     """``(step, path)`` of every step checkpoint, oldest first."""
-    folder = checkpoint_dir(output_dir)
-    found = []
-    if folder.is_dir():
-        for p in folder.iterdir():
-            m = _STEP_FILE.match(p.name)
-            if m:
-                found.append((int(m.group(1)), p))
-    return sorted(found)
+    return numbered_files(checkpoint_dir(output_dir), _STEP_FILE)
 
 
 def latest_good_checkpoint(output_dir: str | Path) -> tuple[Path, dict[str, Any]] | None:
     """The newest step checkpoint that loads, skipping (and reporting) broken ones."""
-    for step, path in reversed(list_step_checkpoints(output_dir)):
-        try:
-            return path, load_checkpoint(path)
-        except CheckpointError as exc:
-            log.warning("skipping checkpoint at step %d: %s", step, exc)
-    return None
+    return newest_loadable(list_step_checkpoints(output_dir), load_checkpoint)
 
 
 def save_step_checkpoint(state: dict[str, Any], output_dir: str | Path, keep_last: int) -> Path:
@@ -194,8 +209,7 @@ def save_step_checkpoint(state: dict[str, Any], output_dir: str | Path, keep_las
     """
     path = atomic_save({"format": FORMAT, **state},
                        checkpoint_dir(output_dir) / f"step_{state['step']:08d}.pt")
-    for _, old in list_step_checkpoints(output_dir)[:-max(1, keep_last)]:
-        old.unlink(missing_ok=True)
+    prune(list_step_checkpoints(output_dir), keep_last)
     return path
 
 

@@ -7,7 +7,6 @@ the epoch, the scene names, the token grid and the head configuration, so
 
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
@@ -16,9 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pretrain.checkpoint import atomic_save
-
-log = logging.getLogger(__name__)
+from pretrain.checkpoint import atomic_save, newest_loadable, numbered_files, prune
 
 FORMAT = "attmask-ssl/pose-head/1"
 _EPOCH_FILE = re.compile(r"^epoch_(\d{4,})\.pt$")
@@ -47,8 +44,7 @@ def save_head_checkpoint(out_dir: str | Path, epoch: int, head: nn.Module, loss:
     folder = Path(out_dir) / "checkpoints"
     path = atomic_save(state, folder / f"epoch_{epoch:04d}.pt")
     atomic_save(state, Path(out_dir) / "pose_head.pt")
-    for old in sorted(p for p in folder.iterdir() if _EPOCH_FILE.match(p.name))[:-max(1, cfg.keep_last)]:
-        old.unlink(missing_ok=True)
+    prune(numbered_files(folder, _EPOCH_FILE), cfg.keep_last)
     return path
 
 
@@ -67,12 +63,4 @@ def load_head_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def latest_head_checkpoint(out_dir: str | Path) -> tuple[Path, dict[str, Any]] | None:
     """The newest loadable ``epoch_XXXX.pt``, skipping broken ones with a warning; None if none."""
-    folder = Path(out_dir) / "checkpoints"
-    if not folder.is_dir():
-        return None
-    for path in sorted((p for p in folder.iterdir() if _EPOCH_FILE.match(p.name)), reverse=True):
-        try:
-            return path, load_head_checkpoint(path)
-        except ValueError as exc:
-            log.warning("skipping %s", exc)
-    return None
+    return newest_loadable(numbered_files(Path(out_dir) / "checkpoints", _EPOCH_FILE), load_head_checkpoint, "epoch")
