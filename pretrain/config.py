@@ -165,6 +165,9 @@ class RunConfig:
     device: str = choice("auto", "cpu", "cuda")
     amp: str = choice("auto", "bf16", "fp16", "none")  # auto: bf16 on CUDA, none on CPU
     compile: bool = False
+    # which student outputs the iBOT step computes (pretrain.step.forward_losses): auto (exact on the
+    # CPU, bound elsewhere), exact (the masked tokens), bound (a fixed count per crop), all (every token)
+    patch_selection: str = choice("auto", "exact", "bound", "all")
     deterministic: bool = False
     max_steps: int = 0  # > 0 stops early (tests, demos); schedules still span all epochs
     ckpt_every_steps: int = 500

@@ -108,7 +108,8 @@ def _train_step(r: Run, state: TrainState, monitor: RunMonitor, batch) -> None:
     sched = r.schedules.at(state.step)
     glob, loc = to_device_crops(batch, r.device, r.mean, r.std)
     modules = StepModules(r.student_call, r.teacher, r.loss, r.masker, r.mask_generator)
-    res = forward_losses(modules, glob, loc, sched["teacher_temp"], sched["teacher_patch_temp"], r.autocast())
+    res = forward_losses(modules, glob, loc, sched["teacher_temp"], sched["teacher_patch_temp"], r.autocast(),
+                         cfg.run.patch_selection)
     finite = optimizer_step(r.optimizer, r.scaler, res.loss, r.student, cfg.optim.clip_grad, sched,
                             state.step, cfg.optim.freeze_last_layer_epochs * r.steps_per_epoch)
     r.ema.update(sched["momentum"])

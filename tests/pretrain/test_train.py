@@ -123,6 +123,35 @@ def test_every_masking_and_pooling_trains(tmp_path, fashion_mnist_root, strategy
     assert any((out / "tensorboard").iterdir())
 
 
+def test_patch_selection_key_reaches_the_step_and_every_choice_trains_the_same(tmp_path, fashion_mnist_root,
+                                                                              monkeypatch):
+    """run.patch_selection: the student outputs computed only where the patch loss reads them (exact,
+    bound) train to the weights of the full student (all), up to float rounding; typos fail at parse."""
+    import pretrain.train as train_module
+
+    seen = []
+    real = train_module.forward_losses
+
+    def recording(*args, **kwargs):  # the real step, noting which selection the trainer asked for
+        seen.append(args[6] if len(args) > 6 else kwargs.get("patch_selection", "auto"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "forward_losses", recording)
+    weights = {}
+    for selection in ("all", "exact", "bound"):
+        out = tmp_path / selection
+        run(tiny(out, fashion_mnist_root, "mask.strategy=attmask_high", f"run.patch_selection={selection}",
+                 "model.drop_path_rate=0", "run.max_steps=3"))
+        assert f"patch_selection: {selection}" in (out / "config.yaml").read_text()
+        weights[selection] = final_weights(out)["student"]
+    assert seen == ["all"] * 3 + ["exact"] * 3 + ["bound"] * 3
+    for selection in ("exact", "bound"):
+        for k, v in weights["all"].items():
+            torch.testing.assert_close(weights[selection][k], v, rtol=1e-4, atol=1e-5, msg=f"{selection}: {k}")
+    with pytest.raises(ConfigError, match="patch_selection"):
+        tiny(tmp_path / "typo", fashion_mnist_root, "run.patch_selection=exakt")
+
+
 def test_dino_method_trains_without_patch_loss(tmp_path, fashion_mnist_root):
     out = tmp_path / "dino"
     summary = run(tiny(out, fashion_mnist_root, "loss.method=dino", "mask.strategy=none",
