@@ -24,31 +24,12 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
+source benchmarks/suite_common.sh
 SMOKE="${FMNIST_GPU_SMOKE:-0}"
-for arg in "$@"; do
-  case "$arg" in
-    --cpu-smoke) SMOKE=1 ;;
-    -h|--help) sed -n '2,/^set /p' "$0" | grep '^#'; exit 0 ;;
-    *) echo "fmnist_study_gpu.sh: unknown argument '$arg' (valid: --cpu-smoke, --help)" >&2; exit 2 ;;
-  esac
-done
-
+suite_parse_args fmnist_study_gpu.sh "$@"
 PY="${PYTHON:-python}"
-if [ -n "${FMNIST_GPU_WHEELS:-}" ]; then
-  "$PY" -m pip install -q --no-index --find-links "$FMNIST_GPU_WHEELS" omegaconf pyyaml tqdm numpy pillow \
-    tensorboard matplotlib
-fi
-MISSING="$("$PY" - <<'PYEOF'
-import importlib.util
-need = ("torch", "torchvision", "numpy", "omegaconf", "yaml", "tqdm", "PIL", "tensorboard", "matplotlib")
-print(" ".join(n for n in need if importlib.util.find_spec(n) is None))
-PYEOF
-)"
-if [ -n "$MISSING" ]; then
-  echo "fmnist_study_gpu.sh: missing Python packages: $MISSING - install them (pip install -e .), or carry" \
-       "wheels and set FMNIST_GPU_WHEELS" >&2
-  exit 2
-fi
+suite_require fmnist_study_gpu.sh FMNIST_GPU_WHEELS "omegaconf pyyaml tqdm numpy pillow tensorboard matplotlib" \
+  torch torchvision numpy omegaconf yaml tqdm PIL tensorboard matplotlib
 
 VARIANTS=(none random block attmask_high attmask_hint attmask_low simpool_attmask_high)
 if [ "$SMOKE" = 1 ]; then

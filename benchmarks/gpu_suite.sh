@@ -21,29 +21,13 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
+source benchmarks/suite_common.sh
 SMOKE="${GPU_SUITE_SMOKE:-0}"
-for arg in "$@"; do
-  case "$arg" in
-    --cpu-smoke) SMOKE=1 ;;
-    -h|--help) sed -n '2,/^set /p' "$0" | grep '^#'; exit 0 ;;
-    *) echo "gpu_suite.sh: unknown argument '$arg' (valid: --cpu-smoke, --help)" >&2; exit 2 ;;
-  esac
-done
-
+suite_parse_args gpu_suite.sh "$@"
 PY="${PYTHON:-python}"
 # The package's own dependencies beyond torch; a GPU machine without network can install them from
 # a carried wheel folder: pip download omegaconf pyyaml tqdm -d wheels  (then GPU_SUITE_WHEELS=wheels)
-if [ -n "${GPU_SUITE_WHEELS:-}" ]; then
-  "$PY" -m pip install -q --no-index --find-links "$GPU_SUITE_WHEELS" omegaconf pyyaml tqdm numpy pillow
-fi
-if ! "$PY" -c "import torch, numpy, omegaconf, yaml, tqdm, PIL" 2>/dev/null; then
-  echo "gpu_suite.sh: missing Python packages: $("$PY" - <<'PYEOF'
-import importlib.util
-print(" ".join(n for n in ("torch", "numpy", "omegaconf", "yaml", "tqdm", "PIL") if importlib.util.find_spec(n) is None))
-PYEOF
-) - install them (pip install -e .), or carry wheels and set GPU_SUITE_WHEELS" >&2
-  exit 2
-fi
+suite_require gpu_suite.sh GPU_SUITE_WHEELS "omegaconf pyyaml tqdm numpy pillow" torch numpy omegaconf yaml tqdm PIL
 if [ "$SMOKE" = 1 ]; then
   RESULTS="${OUT:-benchmarks/results/gpu_smoke}"
 else
