@@ -28,6 +28,10 @@ PY="${PYTHON:-python}"
 # The package's own dependencies beyond torch; a GPU machine without network can install them from
 # a carried wheel folder: pip download omegaconf pyyaml tqdm -d wheels  (then GPU_SUITE_WHEELS=wheels)
 suite_require gpu_suite.sh GPU_SUITE_WHEELS "omegaconf pyyaml tqdm numpy pillow" torch numpy omegaconf yaml tqdm PIL
+if [ "$SMOKE" != 1 ] && ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+  echo "gpu_suite.sh: torch sees no GPU here; run with --cpu-smoke (or GPU_SUITE_SMOKE=1) on a CPU" >&2
+  exit 2  # before the results folder is touched: a recorded gpu_suite.log stays as it was
+fi
 if [ "$SMOKE" = 1 ]; then
   RESULTS="${OUT:-benchmarks/results/gpu_smoke}"
 else
@@ -57,10 +61,6 @@ else
   FFCV_ARGS=(--images 1000 --workers "$(( $(nproc) > 16 ? 16 : $(nproc) ))" --batch-size 64 --batches 8 --rounds 3
              --device-colour cuda)
   LIMIT_STEP=270; LIMIT_ATTN=60; LIMIT_KNN=60; LIMIT_FFCV=90  # 8 minutes in all, with margin
-  if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
-    echo "gpu_suite.sh: torch sees no GPU here; run with --cpu-smoke (or GPU_SUITE_SMOKE=1) on a CPU" >&2
-    exit 2
-  fi
 fi
 
 STATUS=()

@@ -88,7 +88,8 @@ class Regime:
         modules = StepModules(self.call, self.teacher, self.losses, self.masker(strategy), self.gen)
         res = forward_losses(modules, self.glob, self.loc, s["teacher_temp"], s["teacher_patch_temp"],
                              autocast_context(self.device, amp))
-        optimizer_step(self.opt, None, res.loss, self.student, self.cfg.optim.clip_grad, s, index, 0)
+        optimizer_step(self.opt, None, res.loss, self.student, self.cfg.optim.clip_grad, s, index, 0,
+                       self.cfg.optim.clip_mode)
         self.ema.update(s["momentum"])
 
     def flops(self, strategy: str, attention: str, amp: str) -> float:

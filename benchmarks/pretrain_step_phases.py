@@ -64,7 +64,8 @@ def one_step(r: Regime, strategy: str, index: int) -> dict[str, float]:
     terms.total.backward()
     cancel_last_layer_grads_(net, index, 0)
     ticks.append(time.process_time())
-    clip_gradients_(net, r.cfg.optim.clip_grad)
+    mode = getattr(r.cfg.optim, "clip_mode", None)  # absent in checkouts before the key existed
+    clip_gradients_(net, r.cfg.optim.clip_grad, *([mode] if mode else []))
     ticks.append(time.process_time())
     r.opt.step()
     ticks.append(time.process_time())

@@ -138,6 +138,9 @@ class OptimConfig:
     weight_decay_end: float = 0.4
     momentum_teacher: float = 0.996
     clip_grad: float = 3.0
+    # per_param: DINO / iBOT / AttMask's clip_gradients (each parameter's gradient norm to clip_grad);
+    # global: the norm of all gradients together (torch's clip_grad_norm_; keeps the update's direction)
+    clip_mode: str = choice("per_param", "global")
     freeze_last_layer_epochs: int = 1
     # reference: DINO's cosine_scheduler and per-epoch teacher temperature;
     # exact: cosine ending exactly at the final value, teacher temperature per step

@@ -222,19 +222,33 @@ def _params_with_grad(module: nn.Module | Iterable[Tensor]) -> list[Tensor]:
     return [p for p in params if p.grad is not None]
 
 
-def clip_gradients_(module: nn.Module | Iterable[Tensor], max_norm: float) -> Tensor:
-    """Clip the global gradient norm in place; return the pre-clip norm as a 0-d tensor.
+CLIP_MODES = ("per_param", "global")
 
-    Uses ``clip_grad_norm_`` with the multi-tensor (foreach) kernels where the device has them;
-    it scales by ``min(1, max_norm / norm)`` on the device, so there is no host sync.
+
+def clip_gradients_(module: nn.Module | Iterable[Tensor], max_norm: float, mode: str = "global") -> Tensor:
+    """Clip gradients in place; return the pre-clip global L2 norm as a 0-d tensor.
+
+    ``mode="global"``: the norm of all gradients together is clipped to ``max_norm``
+    (``clip_grad_norm_``, multi-tensor kernels where the device has them). ``mode="per_param"``:
+    each parameter's gradient is scaled by ``min(1, max_norm / (norm + 1e-6))`` on its own, the
+    ``clip_gradients`` of the DINO / iBOT / AttMask code (same factors, computed on the device
+    instead of with one ``.item()`` per parameter). Neither syncs with the host.
 
     Args:
         module: a module or an iterable of parameters.
-        max_norm: maximal total L2 norm (3.0 in DINO/iBOT).
+        max_norm: maximal L2 norm (3.0 in DINO/iBOT); ``inf`` clips nothing.
+        mode: ``"global"`` or ``"per_param"``.
     """
+    if mode not in CLIP_MODES:
+        raise ValueError(f"clip mode {mode!r}: choose one of {CLIP_MODES}")
     params = _params_with_grad(module)
     if not params:
         return torch.zeros(())
+    if mode == "per_param":
+        grads = [p.grad for p in params]
+        norms = torch._foreach_norm(grads)
+        torch._foreach_mul_(grads, [torch.clamp(max_norm / (n + 1e-6), max=1.0) for n in norms])
+        return torch.linalg.vector_norm(torch.stack(norms))
     # foreach=None picks the fused multi-tensor path on CUDA and CPU and falls back elsewhere.
     return torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=None)
 

@@ -169,8 +169,9 @@ class StudentCall(nn.Module):
 
 def optimizer_step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None,
                    loss: torch.Tensor, student: nn.Module, clip: float,
-                   sched: dict[str, float], step: int, freeze_steps: int) -> torch.Tensor:
-    """Backward, clip, (skip if non-finite), update. Returns a 0-dim bool 'step was finite'.
+                   sched: dict[str, float], step: int, freeze_steps: int, clip_mode: str = "per_param") -> torch.Tensor:
+    """Backward, clip (``clip_mode``: see :func:`pretrain.optim.clip_gradients_`), (skip if
+    non-finite), update. Returns a 0-dim bool 'step was finite'.
 
     A non-finite loss or gradient skips the update on the device: the fused AdamW kernel reads
     ``found_inf`` and leaves weights and moments untouched, so no host sync is needed.
@@ -183,7 +184,7 @@ def optimizer_step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScale
     else:
         loss.backward()
     cancel_last_layer_grads_(student, step, freeze_steps)
-    norm = clip_gradients_(student, clip if clip > 0 else float("inf"))
+    norm = clip_gradients_(student, clip if clip > 0 else float("inf"), clip_mode)
     finite = torch.isfinite(loss.detach()) & torch.isfinite(norm)
     if scaler is not None:
         scaler.step(optimizer)  # the scaler does its own inf check (and its own sync)

@@ -111,7 +111,7 @@ def _train_step(r: Run, state: TrainState, monitor: RunMonitor, batch) -> None:
     res = forward_losses(modules, glob, loc, sched["teacher_temp"], sched["teacher_patch_temp"], r.autocast(),
                          cfg.run.patch_selection)
     finite = optimizer_step(r.optimizer, r.scaler, res.loss, r.student, cfg.optim.clip_grad, sched,
-                            state.step, cfg.optim.freeze_last_layer_epochs * r.steps_per_epoch)
+                            state.step, cfg.optim.freeze_last_layer_epochs * r.steps_per_epoch, cfg.optim.clip_mode)
     r.ema.update(sched["momentum"])
     state.track_finite(finite)
     state.step += 1

@@ -203,3 +203,38 @@ def test_schedules_modes_reference_by_default_and_exact_as_option():
     assert ref.at(100)["teacher_patch_temp"] == 0.05
     with pytest.raises(ValueError, match="reference"):
         _schedules("dino")
+
+
+def test_per_param_clipping_is_the_dino_ibot_reference_and_global_differs():
+    """mode="per_param" scales each gradient on its own, as DINO / iBOT / AttMask's clip_gradients
+    (reference loop written out below); "global" scales all by one factor."""
+    def grads():
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 2))
+        for i, p in enumerate(model.parameters()):
+            p.grad = torch.randn_like(p) * (10.0 if i % 2 == 0 else 0.01)  # some above, some below 3
+        return model
+
+    ours, ref = grads(), grads()
+    total = clip_gradients_(ours, 3.0, "per_param")
+    norms = []
+    for p in ref.parameters():  # the reference utils.clip_gradients, value for value
+        param_norm = p.grad.data.norm(2)
+        norms.append(param_norm.item())
+        clip_coef = 3.0 / (param_norm + 1e-6)
+        if clip_coef < 1:
+            p.grad.data.mul_(clip_coef)
+    for a, b in zip(ours.parameters(), ref.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-6, atol=0)
+    assert total.item() == pytest.approx(float(np.linalg.norm(norms)), rel=1e-6)
+    assert max(norms) > 3.0 > min(norms)  # the case where the two modes differ
+    hand = nn.Linear(2, 1)
+    hand.weight.grad, hand.bias.grad = torch.tensor([[3.0, 4.0]]), torch.tensor([0.3])
+    clip_gradients_(hand, 1.0, "per_param")
+    torch.testing.assert_close(hand.weight.grad, torch.tensor([[0.6, 0.8]]))  # 5 -> 1
+    torch.testing.assert_close(hand.bias.grad, torch.tensor([0.3]))  # below 1: untouched
+    hand.weight.grad, hand.bias.grad = torch.tensor([[3.0, 4.0]]), torch.tensor([0.3])
+    clip_gradients_(hand, 1.0, "global")  # one factor 1 / |(3, 4, 0.3)| for both
+    assert hand.bias.grad.item() == pytest.approx(0.3 / float(np.linalg.norm([3.0, 4.0, 0.3])), rel=1e-5)
+    with pytest.raises(ValueError, match="clip mode"):
+        clip_gradients_(hand, 1.0, "layerwise")
