@@ -225,19 +225,19 @@ def _params_with_grad(module: nn.Module | Iterable[Tensor]) -> list[Tensor]:
 CLIP_MODES = ("per_param", "global")
 
 
-def clip_gradients_(module: nn.Module | Iterable[Tensor], max_norm: float, mode: str = "global") -> Tensor:
+def clip_gradients_(module: nn.Module | Iterable[Tensor], max_norm: float, mode: str = "per_param") -> Tensor:
     """Clip gradients in place; return the pre-clip global L2 norm as a 0-d tensor.
 
-    ``mode="global"``: the norm of all gradients together is clipped to ``max_norm``
-    (``clip_grad_norm_``, multi-tensor kernels where the device has them). ``mode="per_param"``:
-    each parameter's gradient is scaled by ``min(1, max_norm / (norm + 1e-6))`` on its own, the
-    ``clip_gradients`` of the DINO / iBOT / AttMask code (same factors, computed on the device
-    instead of with one ``.item()`` per parameter). Neither syncs with the host.
+    ``mode="per_param"`` (the default, ``optim.clip_mode``): each parameter's gradient is scaled by
+    ``min(1, max_norm / (norm + 1e-6))`` on its own, the ``clip_gradients`` of the DINO / iBOT /
+    AttMask code (same factors, computed on the device instead of with one ``.item()`` per
+    parameter). ``mode="global"``: the norm of all gradients together is clipped to ``max_norm``
+    (``clip_grad_norm_``, multi-tensor kernels where the device has them). Neither syncs with the host.
 
     Args:
         module: a module or an iterable of parameters.
         max_norm: maximal L2 norm (3.0 in DINO/iBOT); ``inf`` clips nothing.
-        mode: ``"global"`` or ``"per_param"``.
+        mode: ``"per_param"`` or ``"global"``.
     """
     if mode not in CLIP_MODES:
         raise ValueError(f"clip mode {mode!r}: choose one of {CLIP_MODES}")
