@@ -25,9 +25,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 source benchmarks/suite_common.sh
-SMOKE="${FMNIST_GPU_SMOKE:-0}"
-suite_parse_args fmnist_study_gpu.sh "$@"
-PY="${PYTHON:-python}"
+suite_parse_args fmnist_study_gpu.sh "${FMNIST_GPU_SMOKE:-0}" "$@"
 suite_require fmnist_study_gpu.sh FMNIST_GPU_WHEELS "omegaconf pyyaml tqdm numpy pillow tensorboard matplotlib" \
   torch torchvision numpy omegaconf yaml tqdm PIL tensorboard matplotlib
 

@@ -22,9 +22,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 source benchmarks/suite_common.sh
-SMOKE="${GPU_SUITE_SMOKE:-0}"
-suite_parse_args gpu_suite.sh "$@"
-PY="${PYTHON:-python}"
+suite_parse_args gpu_suite.sh "${GPU_SUITE_SMOKE:-0}" "$@"
 # The package's own dependencies beyond torch; a GPU machine without network can install them from
 # a carried wheel folder: pip download omegaconf pyyaml tqdm -d wheels  (then GPU_SUITE_WHEELS=wheels)
 suite_require gpu_suite.sh GPU_SUITE_WHEELS "omegaconf pyyaml tqdm numpy pillow" torch numpy omegaconf yaml tqdm PIL

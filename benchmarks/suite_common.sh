@@ -1,11 +1,14 @@
 # Shared by the prepared GPU scripts (gpu_suite.sh, fmnist_study_gpu.sh); sourced, not run.
 # Each script keeps its own help text (its leading comment block, printed by --help).
 
-# suite_parse_args NAME ARGS... : sets SMOKE=1 for --cpu-smoke (keeps the caller's default otherwise),
-# prints the caller's help for -h/--help, refuses anything else (exit 2, naming the valid flags).
+# suite_parse_args NAME SMOKE_DEFAULT ARGS... : sets SMOKE (1 for --cpu-smoke, else SMOKE_DEFAULT) and
+# PY ($PYTHON or python), prints the caller's help for -h/--help, refuses anything else (exit 2,
+# naming the valid flags).
 suite_parse_args() {
   local name="$1" arg
-  shift
+  SMOKE="$2"
+  PY="${PYTHON:-python}"
+  shift 2
   for arg in "$@"; do
     case "$arg" in
       --cpu-smoke) SMOKE=1 ;;
