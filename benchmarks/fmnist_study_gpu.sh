@@ -28,6 +28,7 @@ source benchmarks/suite_common.sh
 suite_parse_args fmnist_study_gpu.sh "${FMNIST_GPU_SMOKE:-0}" "$@"
 suite_require fmnist_study_gpu.sh FMNIST_GPU_WHEELS "omegaconf pyyaml tqdm numpy pillow tensorboard matplotlib" \
   torch torchvision numpy omegaconf yaml tqdm PIL tensorboard matplotlib
+suite_require_gpu fmnist_study_gpu.sh FMNIST_GPU_SMOKE
 
 VARIANTS=(none random block attmask_high attmask_hint attmask_low simpool_attmask_high)
 if [ "$SMOKE" = 1 ]; then
@@ -45,10 +46,6 @@ else
   SEEDS="${FMNIST_GPU_SEEDS:-0 1 2}"
   BUDGET=(--train-size "${FMNIST_GPU_TRAIN:-50000}" --epochs "${FMNIST_GPU_EPOCHS:-6}")
   EVAL=(--bank-size 10000 --knn-bank 5000 --knn-queries 2000)
-  if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
-    echo "fmnist_study_gpu.sh: torch sees no GPU here; run with --cpu-smoke (or FMNIST_GPU_SMOKE=1) on a CPU" >&2
-    exit 2
-  fi
 fi
 mkdir -p "$OUT" "$RUNS"
 LOG="$OUT/fmnist_study_gpu.log"

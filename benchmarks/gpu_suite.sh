@@ -26,10 +26,7 @@ suite_parse_args gpu_suite.sh "${GPU_SUITE_SMOKE:-0}" "$@"
 # The package's own dependencies beyond torch; a GPU machine without network can install them from
 # a carried wheel folder: pip download omegaconf pyyaml tqdm -d wheels  (then GPU_SUITE_WHEELS=wheels)
 suite_require gpu_suite.sh GPU_SUITE_WHEELS "omegaconf pyyaml tqdm numpy pillow" torch numpy omegaconf yaml tqdm PIL
-if [ "$SMOKE" != 1 ] && ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
-  echo "gpu_suite.sh: torch sees no GPU here; run with --cpu-smoke (or GPU_SUITE_SMOKE=1) on a CPU" >&2
-  exit 2  # before the results folder is touched: a recorded gpu_suite.log stays as it was
-fi
+suite_require_gpu gpu_suite.sh GPU_SUITE_SMOKE  # before the results folder: a recorded gpu_suite.log stays
 if [ "$SMOKE" = 1 ]; then
   RESULTS="${OUT:-benchmarks/results/gpu_smoke}"
 else

@@ -18,6 +18,15 @@ suite_parse_args() {
   done
 }
 
+# suite_require_gpu NAME SMOKE_VAR : unless SMOKE=1, exits 2 when torch sees no GPU (before the caller
+# touches its results folder), naming the flag and the environment variable SMOKE_VAR that run it shrunk.
+suite_require_gpu() {
+  if [ "$SMOKE" != 1 ] && ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+    echo "$1: torch sees no GPU here; run with --cpu-smoke (or $2=1) on a CPU" >&2
+    exit 2
+  fi
+}
+
 # suite_require NAME WHEELS_VAR "PIP NAMES" MODULES... : with the environment variable WHEELS_VAR set
 # to a folder of wheels (a machine without network), installs PIP NAMES from it; then exits 2 naming
 # every Python module of MODULES that $PY cannot import.

@@ -246,9 +246,9 @@ def clip_gradients_(module: nn.Module | Iterable[Tensor], max_norm: float, mode:
         return torch.zeros(())
     if mode == "per_param":
         grads = [p.grad for p in params]
-        norms = torch._foreach_norm(grads)
-        torch._foreach_mul_(grads, [torch.clamp(max_norm / (n + 1e-6), max=1.0) for n in norms])
-        return torch.linalg.vector_norm(torch.stack(norms))
+        norms = torch.stack(torch._foreach_norm(grads))  # (P,): one factor per parameter, in three kernels
+        torch._foreach_mul_(grads, (max_norm / (norms + 1e-6)).clamp(max=1.0).unbind(0))
+        return torch.linalg.vector_norm(norms)
     # foreach=None picks the fused multi-tensor path on CUDA and CPU and falls back elsewhere.
     return torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=None)
 
