@@ -112,7 +112,7 @@ def build_loss(cfg: PretrainConfig) -> nn.Module:
     lc = cfg.loss
     return build_objective(lc.method, cfg.head.out_dim, cfg.head.patch_out_dim, cfg.data.n_global,
                            cfg.data.n_local, lc.student_temp, lc.center_momentum, lc.lambda_cls,
-                           lc.lambda_patch)
+                           lc.lambda_patch, lc.centering, lc.koleo_weight)
 
 
 def build_masker_from(cfg: PretrainConfig):

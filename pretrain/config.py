@@ -88,6 +88,9 @@ class LossConfig:
     center_momentum: float = 0.9
     lambda_cls: float = 1.0
     lambda_patch: float = 1.0
+    # ema: DINO / iBOT centring; sinkhorn: DINOv2's Sinkhorn-Knopp teacher targets (3 iterations)
+    centering: str = choice("ema", "sinkhorn")
+    koleo_weight: float = 0.0  # > 0: DINOv2's KoLeo term on the student's pooled global vectors (0.1 there)
 
 
 @dataclass

@@ -18,6 +18,7 @@ from torch import nn
 
 from pretrain.data.transforms import normalize_on_device
 from pretrain.models.teacher_student import MultiCropNetwork
+from pretrain.objective import KoLeoObjective
 from pretrain.optim import cancel_last_layer_grads_, clip_gradients_, set_schedules_
 
 
@@ -28,6 +29,7 @@ class StepOutput:
     loss: torch.Tensor
     loss_cls: torch.Tensor
     loss_patch: torch.Tensor
+    loss_koleo: torch.Tensor  # 0 without a KoLeo term
     masked_fraction: torch.Tensor
     attn_entropy: torch.Tensor
     # kept for the picture log: global crops (G*B, 3, H, W), score (G*B, N), masks (G*B, N)
@@ -123,13 +125,15 @@ def forward_losses(m: StepModules, glob: torch.Tensor, loc: torch.Tensor | None,
                 index = masks if patch_selection == "exact" else patch_index(masks, m.masker)
         s_glob, s_loc = m.student(glob, loc, masks, index)
     s_cls = s_glob.cls_logits if s_loc is None else torch.cat([s_glob.cls_logits, s_loc])
+    extra = {"student_pooled": s_glob.pooled} if isinstance(m.loss, KoLeoObjective) else {}
     terms = m.loss(s_cls.float(), t_out.cls_logits.float(),
                    s_glob.patch_logits.float() if with_patch else None,
                    t_out.patch_logits.float() if with_patch else None,
-                   loss_masks, teacher_temp, teacher_patch_temp, patch_index=index)
+                   loss_masks, teacher_temp, teacher_patch_temp, patch_index=index, **extra)
     zero = terms.cls.new_zeros(())
     return StepOutput(
         loss=terms.total, loss_cls=terms.cls.detach(), loss_patch=terms.patch.detach(),
+        loss_koleo=zero if terms.koleo is None else terms.koleo,
         masked_fraction=masks.float().mean() if masks is not None else zero,
         attn_entropy=attention_entropy(t_out.attention),
         images=glob, scores=t_out.attention, masks=masks,

@@ -17,7 +17,7 @@ from torchvision.utils import make_grid
 
 log = logging.getLogger(__name__)
 
-STEP_SCALARS = ("loss", "loss_cls", "loss_patch", "masked_fraction", "attn_entropy")
+STEP_SCALARS = ("loss", "loss_cls", "loss_patch", "loss_koleo", "masked_fraction", "attn_entropy")
 
 
 def attention_picture(images: torch.Tensor, scores: torch.Tensor | None,

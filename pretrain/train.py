@@ -117,7 +117,7 @@ def _train_step(r: Run, state: TrainState, monitor: RunMonitor, batch) -> None:
     state.step += 1
     state.batch_in_epoch += 1
     monitor.accumulate({"loss": res.loss.detach(), "loss_cls": res.loss_cls,
-                        "loss_patch": res.loss_patch, "masked_fraction": res.masked_fraction,
+                        "loss_patch": res.loss_patch, "loss_koleo": res.loss_koleo, "masked_fraction": res.masked_fraction,
                         "attn_entropy": res.attn_entropy}, glob.shape[0] // cfg.data.n_global * r.world_size)
     # the picture of the step just trained, at the same step number as that step's scalars
     if cfg.run.image_every_steps > 0 and state.step % cfg.run.image_every_steps == 0:

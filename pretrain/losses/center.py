@@ -35,6 +35,15 @@ def ema_update_center_(center: Tensor, batch_mean: Tensor, momentum: float) -> N
     center.mul_(momentum).add_(batch_mean.to(center.dtype), alpha=1.0 - momentum)
 
 
+CENTERINGS = ("ema", "sinkhorn")
+
+
+def check_centering(centering: str) -> None:
+    """Raise ValueError unless ``centering`` is one of :data:`CENTERINGS`."""
+    if centering not in CENTERINGS:
+        raise ValueError(f"centering={centering!r}: choose one of {', '.join(CENTERINGS)}")
+
+
 def check_momentum(momentum: float) -> None:
     """Raise ValueError unless ``0 <= momentum <= 1``."""
     if not 0.0 <= momentum <= 1.0:

@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pretrain.losses.center import check_momentum, check_temperature, ema_update_center_
+from pretrain.losses.center import CENTERINGS, check_centering, check_momentum, check_temperature, ema_update_center_
+from pretrain.losses.sinkhorn import sinkhorn_knopp
 
 
 class DINOLoss(nn.Module):
@@ -30,6 +31,8 @@ class DINOLoss(nn.Module):
         n_local: number of local crops ``L`` (student-only views).
         student_temp: student softmax temperature ``T_s``.
         center_momentum: EMA momentum of the centre.
+        centering: ``"ema"`` (DINO: the centre above) or ``"sinkhorn"`` (DINOv2: teacher targets
+            by :func:`~pretrain.losses.sinkhorn.sinkhorn_knopp`; the centre is still tracked).
     """
 
     center: Tensor
@@ -41,8 +44,10 @@ class DINOLoss(nn.Module):
         n_local: int = 10,
         student_temp: float = 0.1,
         center_momentum: float = 0.9,
+        centering: str = "ema",
     ) -> None:
         super().__init__()
+        check_centering(centering)
         if out_dim < 1:
             raise ValueError(f"out_dim must be >= 1, got {out_dim}")
         if n_global < 1 or n_local < 0:
@@ -59,6 +64,7 @@ class DINOLoss(nn.Module):
         self.n_local = n_local
         self.student_temp = student_temp
         self.center_momentum = center_momentum
+        self.centering = centering
         self.register_buffer("center", torch.zeros(1, out_dim))
 
     @property
@@ -82,7 +88,10 @@ class DINOLoss(nn.Module):
         check_temperature("teacher_temp", teacher_temp)  # host floats only: no sync
         batch = self._check_shapes(student_out, teacher_out)
         teacher = teacher_out.detach().float()
-        q = F.softmax((teacher - self.center) / teacher_temp, dim=-1)
+        if self.centering == "sinkhorn":
+            q = sinkhorn_knopp(teacher, teacher_temp)
+        else:
+            q = F.softmax((teacher - self.center) / teacher_temp, dim=-1)
         q = q.view(self.n_global, batch, self.out_dim)
         log_p = F.log_softmax(student_out.float() / self.student_temp, dim=-1)
         log_p = log_p.view(self.n_global + self.n_local, batch, self.out_dim)

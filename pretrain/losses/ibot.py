@@ -8,8 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pretrain.losses.center import check_momentum, check_temperature, ema_update_center_
+from pretrain.losses.center import check_centering, check_momentum, check_temperature, ema_update_center_
 from pretrain.losses.dino import DINOLoss
+from pretrain.losses.sinkhorn import sinkhorn_knopp
 
 
 class iBOTPatchLoss(nn.Module):
@@ -29,12 +30,17 @@ class iBOTPatchLoss(nn.Module):
         patch_out_dim: number of patch prototypes ``K``.
         student_temp: student temperature ``T_s``.
         center_momentum: EMA momentum of the patch centre.
+        centering: ``"ema"`` (iBOT) or ``"sinkhorn"`` (DINOv2: Sinkhorn-Knopp targets over the
+            masked tokens of the batch, :func:`~pretrain.losses.sinkhorn.sinkhorn_knopp`).
     """
 
     center: Tensor
 
-    def __init__(self, patch_out_dim: int, student_temp: float = 0.1, center_momentum: float = 0.9) -> None:
+    def __init__(self, patch_out_dim: int, student_temp: float = 0.1, center_momentum: float = 0.9,
+                 centering: str = "ema") -> None:
         super().__init__()
+        check_centering(centering)
+        self.centering = centering
         if patch_out_dim < 1:
             raise ValueError(f"patch_out_dim must be >= 1, got {patch_out_dim}")
         check_temperature("student_temp", student_temp)
@@ -72,13 +78,15 @@ class iBOTPatchLoss(nn.Module):
         teacher = teacher_patch.detach().float()
         weights = masks.float()
         weights = weights / weights.sum(-1, keepdim=True).clamp(min=1.0)  # (G*B, N): 1/count on masked
-        picked = teacher
+        if self.centering == "sinkhorn":  # targets of the masked tokens, equipartitioned over the batch
+            q = sinkhorn_knopp(teacher.flatten(0, 1), teacher_temp, row_weights=masks.flatten()).view_as(teacher)
+        else:
+            q = F.softmax((teacher - self.center) / teacher_temp, dim=-1)
         if index is not None and index.dtype == torch.bool:
-            picked, weights = teacher[index], weights[index]  # (S, K), (S,)
+            q, weights = q[index], weights[index]  # (S, K), (S,)
         elif index is not None:
-            picked = torch.gather(teacher, 1, index.unsqueeze(-1).expand(-1, -1, teacher.shape[-1]))
+            q = torch.gather(q, 1, index.unsqueeze(-1).expand(-1, -1, q.shape[-1]))
             weights = torch.gather(weights, 1, index)
-        q = F.softmax((picked - self.center) / teacher_temp, dim=-1)
         log_p = F.log_softmax(student_patch.float() / self.student_temp, dim=-1)
         per_token = (q * log_p).sum(-1)  # (G*B, M) or (S,): cross-entropy per token, negated
         loss = -(weights * per_token).sum() / masks.shape[0]
@@ -109,11 +117,12 @@ class iBOTPatchLoss(nn.Module):
 
 
 class iBOTLossTerms(NamedTuple):
-    """The total iBOT loss and its two terms (for logging)."""
+    """The total iBOT loss and its terms (for logging); ``koleo`` only with a KoLeo term."""
 
     total: Tensor
     cls: Tensor
     patch: Tensor
+    koleo: Tensor | None = None
 
 
 class iBOTLoss(nn.Module):
@@ -132,6 +141,7 @@ class iBOTLoss(nn.Module):
         center_momentum: EMA momentum for both centres.
         lambda_cls: weight of the [CLS] term.
         lambda_patch: weight of the patch term.
+        centering: ``"ema"`` or ``"sinkhorn"`` for both terms (see :class:`DINOLoss`).
     """
 
     def __init__(
@@ -144,10 +154,11 @@ class iBOTLoss(nn.Module):
         center_momentum: float = 0.9,
         lambda_cls: float = 1.0,
         lambda_patch: float = 1.0,
+        centering: str = "ema",
     ) -> None:
         super().__init__()
-        self.cls = DINOLoss(out_dim, n_global, n_local, student_temp, center_momentum)
-        self.patch = iBOTPatchLoss(patch_out_dim, student_temp, center_momentum)
+        self.cls = DINOLoss(out_dim, n_global, n_local, student_temp, center_momentum, centering)
+        self.patch = iBOTPatchLoss(patch_out_dim, student_temp, center_momentum, centering)
         self.lambda_cls = lambda_cls
         self.lambda_patch = lambda_patch
 

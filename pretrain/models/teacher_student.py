@@ -35,11 +35,13 @@ class GlobalOutput:
         patch_logits: (G*B, N, K2) head output per patch token, (G*B, M, K2) or flat (S, K2) with
             ``keep_patches``, or None (DINO).
         attention: (G*B, N) masking score ([CLS]->patch or SimPool map), if requested.
+        pooled: (G*B, D) the backbone's pooled vector (before the head).
     """
 
     cls_logits: torch.Tensor
     patch_logits: torch.Tensor | None
     attention: torch.Tensor | None
+    pooled: torch.Tensor | None = None
 
 
 PATCH_HEAD_LAYOUTS = ("ibot", "separate")
@@ -83,13 +85,13 @@ class MultiCropNetwork(nn.Module):
         f = self.backbone.forward_features(x, masks=masks, return_attention=return_attention,
                                            keep_patches=keep_patches)
         if not self.with_patch:
-            return GlobalOutput(self.head(f.pooled), None, f.attention)
+            return GlobalOutput(self.head(f.pooled), None, f.attention, f.pooled)
         if self.patch_head is not None:
-            return GlobalOutput(self.head(f.pooled), self.patch_head(f.patch_tokens), f.attention)
+            return GlobalOutput(self.head(f.pooled), self.patch_head(f.patch_tokens), f.attention, f.pooled)
         if isinstance(self.head, iBOTHead):
             cls_logits, patch_logits = self.head.forward_tokens(f.pooled, f.patch_tokens)
-            return GlobalOutput(cls_logits, patch_logits, f.attention)
-        return GlobalOutput(self.head(f.pooled), self.head(f.patch_tokens), f.attention)
+            return GlobalOutput(cls_logits, patch_logits, f.attention, f.pooled)
+        return GlobalOutput(self.head(f.pooled), self.head(f.patch_tokens), f.attention, f.pooled)
 
     def forward_local(self, x: torch.Tensor) -> torch.Tensor:
         """Local crops in one batch: x (L*B, C, h, w) -> (L*B, K); no patch logits needed.
