@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pretrain.losses.center import CENTERINGS, check_centering, check_momentum, check_temperature, ema_update_center_
+from pretrain.losses.center import check_centering, check_momentum, check_temperature, ema_update_center_
 from pretrain.losses.sinkhorn import sinkhorn_knopp
 
 
