@@ -69,6 +69,7 @@ def _timm(cfg: ExportConfig, model: torch.nn.Module) -> dict[str, Any]:
     ref = timm.create_model(timm_name(model), pretrained=True, num_classes=0, pretrained_cfg_overlay={"file": str(path)},
                             **kwargs).eval()
     x = torch.randn(1, 3, *model.img_hw, generator=torch.Generator().manual_seed(0))
+    model.set_attention("fused")  # timm's path (SDPA): the same kernels, so the same bits
     with torch.no_grad():
         diff = float((ref(x) - model(x)).abs().max())
     return {"file": str(path), "load_with": call, "max_abs_diff_timm": diff}
