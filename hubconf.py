@@ -5,7 +5,8 @@
 
 ``weights`` is one of our training checkpoints (its recorded architecture is used), a folder
 written by ``python -m pretrain.export --format safetensors``, a DINO / iBOT / timm file (built
-from the entry point's name and ``**kwargs``), or None (random weights). Works offline; the
+from the entry point's name and ``**kwargs``: ``model.*`` keys such as ``patch_size=8``,
+``img_size=224``), or None (random weights). Works offline; the
 model comes back in eval mode.
 """
 
@@ -18,7 +19,8 @@ dependencies = ["torch", "numpy", "omegaconf", "yaml", "safetensors"]
 
 
 def _load(name: str, weights: str | Path | None, which: str, kwargs: dict):
-    from pretrain.models import create_model, create_model_from_checkpoint, from_pretrained, load_pretrained
+    from pretrain.export.source import ExportModel, load_backbone, records_architecture
+    from pretrain.models import create_model, from_pretrained
     from pretrain.models.weights import read_checkpoint
 
     if weights is None:
@@ -26,13 +28,10 @@ def _load(name: str, weights: str | Path | None, which: str, kwargs: dict):
     path = Path(weights)
     if path.is_dir():
         model = from_pretrained(path)
-    elif isinstance((ckpt := read_checkpoint(path)), dict) and isinstance(ckpt.get("model"), dict) \
-            and "name" in ckpt["model"]:
-        model, _ = create_model_from_checkpoint(path, which)
     else:
-        model = create_model(name, **kwargs)
-        if load_pretrained(model, ckpt, which).loaded == 0:
-            raise ValueError(f"no tensor of {path} fits {name}{kwargs or ''}: pass patch_size=... etc. as kwargs")
+        ckpt = read_checkpoint(path)
+        spec = ExportModel(**kwargs) if records_architecture(ckpt) else ExportModel(name=name, **kwargs)
+        model = load_backbone(path, ckpt, spec, which)
     if model.model_name != name:
         raise ValueError(f"{path} holds a {model.model_name}, not a {name}: load it with '{model.model_name}'")
     return model.eval()

@@ -30,9 +30,16 @@ def test_missing_checkpoint(tmp_path, capsys):
 
 def test_state_dict_without_architecture_asks_for_model_keys(tmp_path, capsys):
     torch.save({"cls_token": torch.zeros(1, 1, 8)}, tmp_path / "sd.pt")
-    # the evaluators' message (downstream.backbone): what is missing, then which keys to set
-    err = _fails(["--checkpoint", str(tmp_path / "sd.pt"), "--output", str(tmp_path / "o")], capsys, lines=2)
-    assert "records no architecture" in err and "model.name" in err
+    err = _fails(["--checkpoint", str(tmp_path / "sd.pt"), "--output", str(tmp_path / "o")], capsys)
+    assert "records no architecture" in err and "model.name=vit_small" in err
+
+
+def test_named_model_that_the_weights_do_not_fill(tmp_path, capsys):
+    ckpt, _, _ = write_checkpoint(tmp_path / "c.pt")  # a vit_pico
+    torch.save({"state_dict": torch.load(ckpt)["teacher"]}, tmp_path / "plain.pth")
+    err = _fails(["--checkpoint", str(tmp_path / "plain.pth"), "--output", str(tmp_path / "o"),
+                  "model.name=vit_small"], capsys)
+    assert "does not fill vit_small" in err
 
 
 def test_unexportable_option_named(tmp_path, capsys):
