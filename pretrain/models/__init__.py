@@ -4,6 +4,7 @@
 """
 
 from pretrain.models.heads import DINOHead, iBOTHead
+from pretrain.models.pretrained import from_pretrained, save_pretrained
 from pretrain.models.registry import create_model, is_model, list_models, register_model
 from pretrain.models.vit import VisionTransformer, ViTFeatures
 from pretrain.models.weights import (
@@ -24,10 +25,12 @@ __all__ = [
     "create_model",
     "create_model_from_checkpoint",
     "export_to_timm",
+    "from_pretrained",
     "iBOTHead",
     "is_model",
     "list_models",
     "load_pretrained",
     "register_model",
+    "save_pretrained",
     "timm_kwargs",
 ]

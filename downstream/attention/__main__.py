@@ -1,0 +1,3 @@
+from downstream.attention.cli import main
+
+main()

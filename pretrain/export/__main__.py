@@ -1,0 +1,3 @@
+from pretrain.export.cli import main
+
+main()
