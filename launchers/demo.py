@@ -61,26 +61,33 @@ def fashion_batches(split, size: int, batch_size: int = 1024):
     return build_eval_loader(split, EvalTransform(size, resize=size), 512, 2)
 
 
-def feature_knn(checkpoint: Path, root: Path, size: int, k: int = 20, seed: int = 0) -> tuple[float, float]:
-    """k-NN top-1 (%) of the teacher's pooled features and of the same architecture at random init.
+def feature_knn(checkpoint: Path, root: Path, size: int, kinds: tuple[str, ...], k: int = 20,
+                seed: int = 0) -> dict[str, tuple[float, float]]:
+    """k-NN top-1 (%) per feature kind of the teacher and of the same architecture at random init.
 
     Bank: the full train split; queries: the full test split. The random-init model is built from
-    the checkpoint's recorded architecture with ``torch.manual_seed(seed)`` and no training.
+    the checkpoint's recorded architecture with ``torch.manual_seed(seed)`` and no training; both
+    models are read out the same way (``pretrain.features`` kinds, one forward pass per batch).
+
+    Returns:
+        {kind: (learned, random init)}.
     """
     learned, _ = create_model_from_checkpoint(checkpoint, which="teacher")
     arch = read_checkpoint(checkpoint)["model"]
     torch.manual_seed(seed)
     random_init = create_model(arch["name"], **dict(arch.get("kwargs") or {}))
     splits = {name: build_dataset("fashion_mnist", root, name) for name in ("train", "test")}
-    acc = []
+    acc: dict[str, list[float]] = {kind: [] for kind in kinds}
     for model in (learned, random_init):
         feats = {}
         for name, split in splits.items():
-            f, y = extract(model.eval(), fashion_batches(split, size), ("pooled",), "cpu", "none",
-                           IMAGENET_MEAN, IMAGENET_STD, progress=False)
-            feats[name] = (torch.from_numpy(f["pooled"]), torch.from_numpy(y))
-        acc.append(top1(*feats["train"], *feats["test"], k=k))
-    return acc[0], acc[1]
+            feats[name] = extract(model.eval(), fashion_batches(split, size), kinds, "cpu", "none",
+                                  IMAGENET_MEAN, IMAGENET_STD, progress=False)
+        for kind in kinds:
+            (tr_f, tr_y), (te_f, te_y) = feats["train"], feats["test"]
+            acc[kind].append(top1(torch.from_numpy(tr_f[kind]), torch.from_numpy(tr_y),
+                                  torch.from_numpy(te_f[kind]), torch.from_numpy(te_y), k=k))
+    return {kind: (a[0], a[1]) for kind, a in acc.items()}
 
 
 def pixel_knn(root: Path, k: int = 20) -> float:
@@ -106,14 +113,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     log.info("pretraining %s with %s masking into %s", cfg.model.name, cfg.mask.strategy, out)
     summary = run(cfg)
     t_train = time.perf_counter() - t0
-    learned, random_init = feature_knn(out / "checkpoint.pt", root, cfg.data.global_size, seed=cfg.run.seed)
+    results = feature_knn(out / "checkpoint.pt", root, cfg.data.global_size, READOUTS, seed=cfg.run.seed)
     raw = pixel_knn(root)
     print(f"pretraining: {summary['step']} steps in {t_train / 60:.1f} min; "
           f"TensorBoard logs: tensorboard --logdir {out / 'tensorboard'}")
     print(f"checkpoint: {out / 'checkpoint.pt'}  (total demo time {(time.perf_counter() - t0) / 60:.1f} min)")
-    print(f"Fashion-MNIST k-NN top-1 (k=20, 60k train / 10k test): learned features {learned:.2f}% "
-          f"vs random-init {random_init:.2f}% vs raw pixels {raw:.2f}%")
-
+    for kind in READOUTS[1:]:
+        learned, random_init = results[kind]
+        print(f"  {READOUT_NAMES[kind]}: learned {learned:.2f}% vs random-init {random_init:.2f}%")
+    learned, random_init = results[READOUTS[0]]
+    print(f"Fashion-MNIST k-NN top-1 (k=20, 60k train / 10k test, {READOUT_NAMES[READOUTS[0]]}): learned features "
+          f"{learned:.2f}% vs random-init {random_init:.2f}% vs raw pixels {raw:.2f}%")
 
 if __name__ == "__main__":
     main()
