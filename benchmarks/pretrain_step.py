@@ -41,7 +41,8 @@ from provenance import command_line, load_average, machine_line, utc_now, versio
 from pretrain.amp import autocast_context
 from pretrain.build import (build_loss, build_masker_from, build_network, build_optimizer_from, build_schedules,
                             compile_backbone)
-from pretrain.config import PretrainConfig, load_config
+from pretrain.config import PretrainConfig
+from pretrain.configuration import load_config
 from pretrain.models.teacher_student import EMATeacher
 from pretrain.step import StepModules, StudentCall, forward_losses, optimizer_step
 

@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 from downstream.knn import knn_classify
-from pretrain.config import PretrainConfig, load_config
+from pretrain.config import PretrainConfig
+from pretrain.configuration import load_config
 from pretrain.data.datasets import build_dataset
 from pretrain.data.fashion_mnist import ensure_fashion_mnist
 from pretrain.data.loader import build_eval_loader

@@ -41,7 +41,7 @@ from types import ModuleType
 from typing import Any
 
 from launchers import env
-from pretrain.config import load_config
+from pretrain.configuration import load_config
 
 logger = logging.getLogger(__name__)
 

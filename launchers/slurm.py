@@ -35,7 +35,7 @@ from submitit.core.utils import FailedJobError
 from launchers.executor import SlurmConfig, eval_config, make_executor, sbatch_script
 from launchers.jobs import Job, load_entry_point, resolve_entry_point
 from launchers.sweep import expand_grid, run_name
-from pretrain.config import ConfigError, load_config
+from pretrain.configuration import ConfigError, load_config
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from pretrain.amp import grad_scaler, resolve_amp
-from pretrain.config import ConfigError, PretrainConfig
+from pretrain.config import PretrainConfig
+from pretrain.configuration import ConfigError
 from pretrain.data.batched_loader import BatchedMultiCropLoader
 from pretrain.data.datasets import build_dataset
 from pretrain.data.fashion_mnist import ensure_fashion_mnist

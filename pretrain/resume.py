@@ -12,7 +12,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from pretrain.config import ConfigError, PretrainConfig, to_dict
+from pretrain.config import PretrainConfig
+
+# keys that decide the shapes of the saved tensors (the architecture and the objective)
+
+from pretrain.configuration import ConfigError, to_dict
 
 # keys that decide the shapes of the saved tensors (the architecture and the objective)
 _MODEL_SECTIONS = ("model", "head")

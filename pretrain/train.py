@@ -22,7 +22,8 @@ import torch
 
 from pretrain.build import build_run, configure_logging, seed_everything
 from pretrain.checkpoint import latest_good_checkpoint, remove_stale_temporaries, save_step_checkpoint
-from pretrain.config import ConfigError, PretrainConfig, parse_args, save_config
+from pretrain.config import PretrainConfig
+from pretrain.configuration import ConfigError, parse_args, save_config
 from pretrain.distributed import barrier, cleanup, init_distributed, select_device
 from pretrain.preemption import REQUESTS, Preempted, install_signal_handlers, request_checkpoint
 from pretrain.resume import check_resumable, check_writable

@@ -15,7 +15,7 @@ from launchers import jobs
 from launchers import slurm as cli
 from launchers.executor import SlurmConfig, make_executor, sbatch_parameters, sbatch_script
 from launchers.sweep import expand_grid, run_name
-from pretrain.config import ConfigError
+from pretrain.configuration import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 SLURM_CONFIGS = sorted((REPO / "configs" / "slurm").glob("*.yaml"))

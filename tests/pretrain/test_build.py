@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from pretrain.build import backbone_kwargs, build_loss, build_network, crop_spec
-from pretrain.config import ConfigError, PretrainConfig, load_config
+from pretrain.config import PretrainConfig
+from pretrain.configuration import ConfigError, load_config
 from pretrain.models.vit import VisionTransformer
 
 TINY = ["model.name=vit_pico", "model.patch_size=4", "head.out_dim=16", "head.patch_out_dim=16",

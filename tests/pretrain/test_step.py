@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from pretrain.build import build_loss, build_masker_from, build_network, build_optimizer_from
-from pretrain.config import PretrainConfig, load_config
+from pretrain.config import PretrainConfig
+from pretrain.configuration import load_config
 from pretrain.models.teacher_student import EMATeacher
 from pretrain.step import StepModules, StudentCall, forward_losses, optimizer_step, patch_index
 
