@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from downstream.knn import knn_classify
+from downstream.knn.weighted_knn import knn_classify
 from pretrain.config import PretrainConfig
 from pretrain.configuration import load_config
 from pretrain.data.datasets import build_dataset

@@ -48,9 +48,9 @@ logger = logging.getLogger(__name__)
 # Short task names accepted by the CLI -> modules exposing CONFIG, run(cfg) and main(argv).
 ENTRY_POINTS = {
     "pretrain": "pretrain.train",
-    "knn": "downstream.knn",
-    "linear": "downstream.linear",
-    "features": "downstream.features",
+    "knn": "downstream.knn.cli",
+    "linear": "downstream.linear.cli",
+    "features": "downstream.features.cli",
     "pose": "downstream.pose.train",
     "localization": "downstream.localization.cli",
     "robustness": "downstream.robustness.cli",

@@ -31,7 +31,7 @@ from pretrain.distributed import select_device
 from downstream.pose.checkpoints import latest_head_checkpoint, save_head_checkpoint
 from downstream.pose.config import PoseConfig, build_head, build_loss
 from downstream.pose.data import open_split
-from downstream.pose.test import evaluate, write_outputs
+from downstream.pose.evaluation import evaluate, write_outputs
 from downstream.pose.tokens import cache_tokens, in_channels, patch_tokens
 from downstream.results import tensorboard_dir
 
@@ -76,7 +76,7 @@ def resume(out_dir: Path, head, criterion, opt, sched, backbone=None) -> int:
 
 
 def run(cfg: PoseConfig) -> dict:
-    """Train (resuming if possible) and test; returns the test results (see :func:`downstream.pose.test.evaluate`)."""
+    """Train (resuming if possible) and test; returns the test results (see :func:`downstream.pose.evaluation.evaluate`)."""
     torch.manual_seed(cfg.seed)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
@@ -155,7 +155,7 @@ ALIASES = {"--checkpoint": "checkpoint", "--output-dir": "output_dir", "--output
 
 def main(argv: Sequence[str] | None = None) -> None:
     """``python -m downstream.pose.train --checkpoint C data.root=DIR key=value ...``; prints the summary."""
-    from downstream.pose.test import format_results
+    from downstream.pose.evaluation import format_results
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg = parse_with_aliases(PoseConfig, argv, ALIASES, __doc__)

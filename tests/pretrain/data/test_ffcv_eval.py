@@ -145,7 +145,8 @@ def test_bad_input_is_named(photo_beton, tmp_path):
 
 def test_downstream_features_read_the_beton(fmnist_beton, tmp_path):
     """End to end through the CLI; num_workers beyond the CPU count is clipped, not an error."""
-    from downstream.features import load_features, main
+    from downstream.features.cli import main
+    from downstream.features.files import load_features
     from pretrain.data.transforms import EvalTransform
 
     path, dataset = fmnist_beton

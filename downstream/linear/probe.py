@@ -11,34 +11,25 @@ learning rate lr_h and the optimiser runs at lr 1 x cosine(t). Without weight de
 exactly SGD at lr_h x cosine(t) for each head, but the heads of a variant share one batched
 matmul. Learning rates are per 256 samples and scale with the batch size (DINO's rule).
 
-Usage::
-
-    python -m downstream.linear --checkpoint runs/x/checkpoint.pt train_data.root=... test_data.root=...
-    python -m downstream.linear --train-features tr.npz --test-features te.npz --output linear.json
+Used by the linear-probe command (:mod:`downstream.linear.cli`) and the robustness evaluator;
+:func:`fit_probe` is the one fit: train the grid, pick the head on a held-out split.
 """
 
 from __future__ import annotations
 
-import logging
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from typing import NamedTuple
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from downstream.backbone import ModelSpec
-from downstream.checks import NONFINITE
-from downstream.eval_cli import parse_with_aliases, save_beside
-from downstream.eval_data import DataSpec, skipped_files
-from downstream.linear_data import prepare
-from downstream.results import log_results, tensorboard_dir, write_json
-from pretrain.distributed import select_device
-
-log = logging.getLogger(__name__)
-
 DEFAULT_LRS: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
+
+Batch = tuple[dict[str, torch.Tensor], torch.Tensor]
+# (batch_size, generator) -> one epoch of ({variant: (B, D_v)}, labels (B,)) batches
+BatchSource = Callable[[int, torch.Generator], Iterator[Batch]]
 
 
 class LinearHeads(nn.Module):
@@ -58,7 +49,7 @@ class LinearHeads(nn.Module):
         return (x @ self.weight.reshape(h * c, d).T + self.bias.reshape(-1)).view(-1, h, c)
 
 
-def train_heads(source, dims: dict[str, int], num_classes: int, lrs: Sequence[float], epochs: int,
+def train_heads(source: BatchSource, dims: dict[str, int], num_classes: int, lrs: Sequence[float], epochs: int,
                 batch_size: int, steps_per_epoch: int, device: torch.device | str = "cpu", seed: int = 0,
                 progress: bool = False) -> tuple[nn.ModuleDict, list[float]]:
     """Train one :class:`LinearHeads` per feature variant, one head per learning rate.
@@ -133,96 +124,78 @@ def select_best(val_acc: dict[str, torch.Tensor], lrs: Sequence[float]) -> tuple
     return best
 
 
-# ----------------------------------------------------------------------------- command line
+def cached_batches(features: dict[str, torch.Tensor], labels: torch.Tensor, batch_size: int,
+                   generator: torch.Generator) -> Iterator[Batch]:
+    """One shuffled epoch over cached features: ({variant: (B, D_v)}, labels (B,))."""
+    order = torch.randperm(labels.shape[0], generator=generator)
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        yield {k: v[idx] for k, v in features.items()}, labels[idx]
 
 
-@dataclass
-class LinearConfig:
-    """Linear probe: from feature files, or from a checkpoint (cached or augmented mode)."""
+class ProbeFit(NamedTuple):
+    """A trained head grid and the head chosen on the held-out split.
 
-    train_features: str = ""  # .npz/.pt from downstream.features (one variant, named "features")
-    val_features: str = ""  # optional; default: hold out val_fraction of the training set
-    test_features: str = ""
-    checkpoint: str = ""
-    model: ModelSpec = field(default_factory=ModelSpec)
-    train_data: DataSpec = field(default_factory=DataSpec)
-    val_data: DataSpec = field(default_factory=DataSpec)  # root empty: hold out val_fraction of train
-    test_data: DataSpec = field(default_factory=DataSpec)
-    mode: str = "cached"  # cached (encode once, fast) | augmented (re-crop every epoch, DINO's protocol)
-    # empty: cls, cls_avg, cls4, cls4_avg for [CLS]-pooled models, else pooled, avg (SimPool / GAP)
-    variants: list[str] = field(default_factory=list)
-    lrs: list[float] = field(default_factory=lambda: list(DEFAULT_LRS))  # per 256 samples
-    epochs: int = 100
-    batch_size: int = 1024
-    val_fraction: float = 0.1
-    seed: int = 0
-    nonfinite: str = "error"  # error | drop: feature rows with NaN / inf (dropped rows are counted)
-    output: str = ""
-    tensorboard: str = ""  # default <folder of output>/tensorboard
-    device: str = "auto"
-    amp: str = "auto"
-    progress: bool = True
+    ``val`` holds every head's held-out (top-1, top-5) in percent, {variant: (H, 2)}; ``losses``
+    the per-epoch training loss of :func:`train_heads`.
+    """
+
+    heads: nn.ModuleDict
+    variant: str
+    index: int
+    val: dict[str, torch.Tensor]
+    losses: list[float]
+
+    @property
+    def head(self) -> LinearHeads:
+        """The chosen variant's heads; ``fit.head(x)[:, fit.index]`` are the chosen head's logits (B, C)."""
+        return self.heads[self.variant]  # type: ignore[return-value]
 
 
-CONFIG = LinearConfig
+def fit_probe(source: BatchSource, dims: dict[str, int], num_classes: int, steps_per_epoch: int,
+              val_features: dict[str, torch.Tensor], val_labels: torch.Tensor, lrs: Sequence[float],
+              epochs: int, batch_size: int, device: torch.device | str = "cpu", seed: int = 0,
+              progress: bool = False) -> ProbeFit:
+    """The linear-probe fit: a head per (variant, learning rate), the best chosen on held-out features.
 
-
-def run(cfg: LinearConfig) -> dict:
-    """Train the head grid, select on validation, report test accuracy; writes JSON / TensorBoard.
+    Args:
+        source: One epoch of training batches per call (:data:`BatchSource`).
+        dims: Feature width per variant.
+        num_classes: C.
+        steps_per_epoch: Batches per epoch (the cosine schedule's length).
+        val_features: Held-out features {variant: (N_val, D_v)}.
+        val_labels: Held-out labels (N_val,).
+        lrs: Base learning rates per 256 samples (:data:`DEFAULT_LRS`).
+        epochs: Passes over the training data.
+        batch_size: Samples per step.
+        device: Where the heads train.
+        seed: Seeds the heads' initialisation and the shuffling.
+        progress: tqdm bar over epochs.
 
     Returns:
-        ``{"best": {variant, lr, val_top1, val_top5, test_top1, test_top5}, "val_top1": {variant: {"lr=..":
-        top1}}, "mode", "epochs", "train_loss": [per epoch]}``, plus ``"skipped": {set: unreadable
-        images}`` when images were read, and ``"dropped_nonfinite": {set: rows}`` with ``nonfinite=drop``.
+        The heads, the chosen (variant, head index) (first on ties), every head's held-out accuracy
+        and the training losses.
     """
-    if cfg.mode not in ("cached", "augmented"):
-        raise ValueError(f"mode must be 'cached' or 'augmented', got {cfg.mode!r}")
-    if cfg.nonfinite not in NONFINITE:
-        raise ValueError(f"nonfinite={cfg.nonfinite!r}: choose one of {', '.join(NONFINITE)}")
-    device = select_device(cfg.device)
-    data = prepare(cfg, device)
-    heads, losses = train_heads(data.source, data.dims, data.num_classes, cfg.lrs, cfg.epochs, cfg.batch_size,
-                                data.steps_per_epoch, device, cfg.seed, cfg.progress)
-    val = head_accuracy(heads, *data.val)
-    variant, h = select_best(val, cfg.lrs)
-    test = head_accuracy(heads, *data.test)[variant][h]
-    results = {
-        "best": {"variant": variant, "lr": cfg.lrs[h], "val_top1": float(val[variant][h, 0]),
-                 "val_top5": float(val[variant][h, 1]), "test_top1": float(test[0]), "test_top5": float(test[1])},
-        "val_top1": {v: {f"lr={lr:g}": float(acc[i, 0]) for i, lr in enumerate(cfg.lrs)} for v, acc in val.items()},
-        "mode": cfg.mode, "epochs": cfg.epochs, "train_loss": losses,
-    }
-    skipped, dropped = dict(data.skipped), dict(data.dropped_nonfinite)
-    if data.augmented is not None:
-        skipped["train"] = len(skipped_files(data.augmented.dataset))
-        dropped["train"] = data.augmented.dropped
-    if skipped:
-        results["skipped"] = skipped
-    if cfg.nonfinite == "drop":
-        results["dropped_nonfinite"] = dropped
-    if cfg.output:
-        write_json(cfg.output, results)
-        save_beside(cfg, cfg.output)
-    log_results(tensorboard_dir(cfg.tensorboard, cfg.output), {k: results[k] for k in ("best", "val_top1")}, "linear")
-    return results
+    heads, losses = train_heads(source, dims, num_classes, lrs, epochs, batch_size, steps_per_epoch, device, seed,
+                                progress)
+    val = head_accuracy(heads, val_features, val_labels)
+    variant, index = select_best(val, lrs)
+    return ProbeFit(heads, variant, index, val, losses)
 
 
-ALIASES = {"--train-features": "train_features", "--val-features": "val_features", "--test-features": "test_features",
-           "--output": "output", "--checkpoint": "checkpoint", "--mode": "mode", "--device": "device"}
+def fit_cached_probe(train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor],
+                     num_classes: int, lrs: Sequence[float] = DEFAULT_LRS, epochs: int = 100,
+                     batch_size: int = 256, device: torch.device | str = "cpu", seed: int = 0,
+                     progress: bool = False) -> ProbeFit:
+    """:func:`fit_probe` on one cached feature matrix (variant ``"features"``).
 
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m downstream.linear --config FILE key=value ...``.
-
-    Returns None (a console script passes the return value to sys.exit).
+    Args:
+        train: (features (N, D), labels (N,)) to train on, shuffled each epoch.
+        val: (features (M, D), labels (M,)) that choose the learning rate.
+        num_classes: C.
+        lrs, epochs, batch_size, device, seed, progress: As in :func:`fit_probe`.
     """
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    cfg = parse_with_aliases(LinearConfig, argv, ALIASES, __doc__)
-    results = run(cfg)
-    best = results["best"]
-    print(f"best head: {best['variant']} lr={best['lr']:g}  val top1 {best['val_top1']:.2f}  "
-          f"test top1 {best['test_top1']:.2f}  top5 {best['test_top5']:.2f}")
-
-
-if __name__ == "__main__":
-    main()
+    x, y = train
+    source = lambda bs, g: cached_batches({"features": x}, y, bs, g)  # noqa: E731
+    return fit_probe(source, {"features": x.shape[1]}, num_classes, -(-len(y) // batch_size), {"features": val[0]},
+                     val[1], lrs, epochs, batch_size, device, seed, progress)

@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import pytest
 
-from downstream.fewshot import few_shot_knn, k_for_shots, sample_few_shot
+from downstream.knn.fewshot import few_shot_knn, k_for_shots, sample_few_shot
 
 
 def test_sampling_takes_nu_distinct_images_of_every_class():

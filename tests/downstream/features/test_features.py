@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from downstream.backbone import ModelSpec, build_backbone
-from downstream.features import load_features, main, save_features
+from downstream.features.cli import main
+from downstream.features.files import load_features, save_features
 from pretrain.data import FashionMNIST
 from pretrain.features import represent
 from pretrain.models import create_model

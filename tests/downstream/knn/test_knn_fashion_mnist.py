@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from downstream.features import save_features
-from downstream.knn import knn_classify, main
+from downstream.features.files import save_features
+from downstream.knn.cli import main
+from downstream.knn.weighted_knn import knn_classify
 from pretrain.data import FashionMNIST
 
 

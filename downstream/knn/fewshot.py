@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from downstream.checks import as_labels, num_classes
-from downstream.weighted_knn import knn_classify
+from downstream.knn.weighted_knn import knn_classify
 
 log = logging.getLogger(__name__)
 

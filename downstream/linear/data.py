@@ -29,13 +29,12 @@ from downstream.eval_data import (
     eval_transform,
     skipped_files,
 )
-from downstream.features import load_features
+from downstream.features.files import load_features
+from downstream.linear.probe import Batch, cached_batches
 from pretrain.data import build_eval_loader
 from pretrain.data.loader import collate_readable
 from pretrain.data.transforms import to_rgb_uint8
 from pretrain.features import extract, represent
-
-Batch = tuple[dict[str, torch.Tensor], torch.Tensor]
 
 _INTERP = {"bicubic": v2.InterpolationMode.BICUBIC, "bilinear": v2.InterpolationMode.BILINEAR}
 
@@ -71,15 +70,6 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
     held_idx = np.sort(np.concatenate(held))
     keep = np.setdiff1d(np.arange(len(labels)), held_idx)
     return keep, held_idx
-
-
-def cached_batches(features: dict[str, torch.Tensor], labels: torch.Tensor, batch_size: int,
-                   generator: torch.Generator) -> Iterator[Batch]:
-    """One shuffled epoch over cached features: ({variant: (B, D_v)}, labels (B,))."""
-    order = torch.randperm(labels.shape[0], generator=generator)
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
-        yield {k: v[idx] for k, v in features.items()}, labels[idx]
 
 
 class AugmentedSource:
@@ -179,7 +169,7 @@ def _encode(model, dataset, spec: DataSpec, variants, device, amp, progress, des
 
 
 def prepare(cfg, device: torch.device) -> ProbeData:
-    """Build the probe's data from a :class:`downstream.linear.LinearConfig` (entry-point helper)."""
+    """Build the probe's data from a :class:`downstream.linear.cli.LinearConfig` (entry-point helper)."""
     augmented, skipped = None, {}
     ffcv = [name for name in ("train_data", "val_data", "test_data") if getattr(cfg, name).dataset == "ffcv"]
     if ffcv and not (cfg.train_features or cfg.test_features):

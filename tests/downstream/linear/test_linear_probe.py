@@ -9,9 +9,10 @@ import pytest
 import torch
 from torch import nn
 
-from downstream.features import save_features
-from downstream.linear import LinearHeads, head_accuracy, main, select_best, train_heads
-from downstream.linear_data import cached_batches, stratified_split
+from downstream.features.files import save_features
+from downstream.linear.cli import main
+from downstream.linear.probe import LinearHeads, cached_batches, head_accuracy, select_best, train_heads
+from downstream.linear.data import stratified_split
 
 
 def _blobs(n, classes, dim, seed):
@@ -85,7 +86,7 @@ def test_cli_from_feature_files(tmp_path):
 
 def test_default_variants_follow_the_pooling():
     from downstream.backbone import RawPixels
-    from downstream.linear_data import default_variants
+    from downstream.linear.data import default_variants
     from pretrain.models import create_model
 
     assert default_variants(create_model("vit_pico", patch_size=4, img_size=28)) == ["cls", "cls_avg", "cls4",

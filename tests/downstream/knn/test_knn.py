@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from downstream.checks import as_labels
-from downstream.knn_backends import TorchSearcher, available_backends, resolve_backend
-from downstream.weighted_knn import knn_classify, knn_predict
+from downstream.knn.backends import TorchSearcher, available_backends, resolve_backend
+from downstream.knn.weighted_knn import knn_classify, knn_predict
 
 BACKENDS = available_backends()
 

@@ -32,7 +32,7 @@ from downstream.checks import (
     nonfinite_rows,
 )
 from downstream.checks import num_classes as count_classes
-from downstream.knn_backends import Searcher, build_searcher
+from downstream.knn.backends import Searcher, build_searcher
 
 log = logging.getLogger(__name__)
 

@@ -25,11 +25,12 @@ from downstream.backbone import ModelSpec
 from downstream.checks import NONFINITE, as_labels, handle_nonfinite
 from downstream.eval_cli import parse_with_aliases, save_beside
 from downstream.eval_data import DataSpec
-from downstream.features import extract_dataset, load_features, save_features
-from downstream.fewshot import few_shot_knn
-from downstream.knn_backends import BACKENDS
+from downstream.features.extraction import extract_dataset
+from downstream.features.files import load_features, save_features
+from downstream.knn.fewshot import few_shot_knn
+from downstream.knn.backends import BACKENDS
 from downstream.results import log_results, tensorboard_dir, write_json
-from downstream.weighted_knn import DEFAULT_KS, knn_classify
+from downstream.knn.weighted_knn import DEFAULT_KS, knn_classify
 from pretrain.distributed import select_device
 
 __all__ = ["CONFIG", "KnnConfig", "knn_classify", "main", "run"]
