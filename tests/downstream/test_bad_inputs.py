@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from skimage import data as skdata
 
-from downstream import linear
+from downstream.linear import cli as linear
 from downstream.backbone import ModelSpec, model_kwargs
 from downstream.checks import as_labels
 from downstream.features.cli import FeaturesConfig, run
