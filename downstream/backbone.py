@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from pretrain.config import ModelConfig
+from pretrain.configuration import choice
 from pretrain.models import (
     VisionTransformer,
     create_model,
@@ -41,7 +42,7 @@ class ModelSpec(ModelConfig):
     """
 
     name: str = ""
-    which: str = "teacher"  # teacher | student (checkpoints holding both)
+    which: str = choice("teacher", "student")  # checkpoints holding both
 
 
 class RawPixels(nn.Module):

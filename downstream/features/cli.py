@@ -30,20 +30,19 @@ from downstream.eval_cli import parse_with_aliases, save_beside
 from downstream.eval_data import DataSpec
 from downstream.features.extraction import extract_dataset
 from downstream.features.files import save_features
+from downstream.settings import EvalSettings
+from pretrain.configuration import choice
+from pretrain.features import KINDS
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class FeaturesConfig:
+class FeaturesConfig(EvalSettings):
     checkpoint: str = ""
     model: ModelSpec = field(default_factory=ModelSpec)
     data: DataSpec = field(default_factory=DataSpec)
-    kind: str = "pooled"  # see pretrain.features.KINDS
-    output: str = ""  # .npz or .pt
-    device: str = "auto"  # auto | cpu | cuda
-    amp: str = "auto"  # auto (bf16 on CUDA) | bf16 | none
-    progress: bool = True
+    kind: str = choice(*KINDS)  # see pretrain.features.KINDS
 
 
 CONFIG = FeaturesConfig

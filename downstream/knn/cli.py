@@ -31,7 +31,10 @@ from downstream.knn.fewshot import few_shot_knn
 from downstream.knn.backends import BACKENDS
 from downstream.results import log_results, tensorboard_dir, write_json
 from downstream.knn.weighted_knn import DEFAULT_KS, knn_classify
+from downstream.settings import EvalSettings
+from pretrain.configuration import ConfigError, choice, register_check
 from pretrain.distributed import select_device
+from pretrain.features import KINDS
 
 __all__ = ["CONFIG", "KnnConfig", "knn_classify", "main", "run"]
 
@@ -46,7 +49,7 @@ class FewShotConfig:
 
 
 @dataclass
-class KnnConfig:
+class KnnConfig(EvalSettings):
     """k-NN evaluation: from feature files, or from a checkpoint and two datasets."""
 
     train_features: str = ""  # .npz/.pt from downstream.features (then no model is run)
@@ -55,22 +58,28 @@ class KnnConfig:
     model: ModelSpec = field(default_factory=ModelSpec)
     train_data: DataSpec = field(default_factory=DataSpec)
     test_data: DataSpec = field(default_factory=DataSpec)
-    kind: str = "pooled"  # see pretrain.features.KINDS
+    kind: str = choice(*KINDS)  # see pretrain.features.KINDS
     ks: list[int] = field(default_factory=lambda: list(DEFAULT_KS))
     temperature: float = 0.07
-    backend: str = "auto"  # auto | faiss_gpu | faiss_cpu | torch
+    backend: str = choice(*BACKENDS)
     chunk_size: int = 1024  # test features per search call
-    nonfinite: str = "error"  # error | drop: rows with NaN / inf features (dropped rows are counted)
+    nonfinite: str = choice(*NONFINITE)  # error | drop: rows with NaN / inf features (dropped rows are counted)
     fewshot: FewShotConfig = field(default_factory=FewShotConfig)
     save_features: str = ""  # folder: also write the extracted train.npz / test.npz there
-    output: str = ""  # result JSON
-    tensorboard: str = ""  # event folder; default <folder of output>/tensorboard
-    device: str = "auto"
-    amp: str = "auto"
-    progress: bool = True
 
 
 CONFIG = KnnConfig
+
+
+def check_knn(cfg: KnnConfig) -> None:
+    """Cross-field checks, run when the config is parsed (before any file is read)."""
+    if bool(cfg.train_features) != bool(cfg.test_features):
+        raise ConfigError("give both --train-features and --test-features (or neither, with a checkpoint)")
+    if not cfg.ks or min(cfg.ks) <= 0 or cfg.chunk_size <= 0:
+        raise ConfigError(f"ks={list(cfg.ks)} and chunk_size={cfg.chunk_size} must be positive")
+
+
+register_check(KnnConfig, check_knn)
 
 
 def load_sets(cfg: KnnConfig) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor], dict]:

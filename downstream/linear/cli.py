@@ -23,13 +23,16 @@ from downstream.eval_data import DataSpec, skipped_files
 from downstream.linear.data import prepare
 from downstream.linear.probe import DEFAULT_LRS, fit_probe, head_accuracy
 from downstream.results import log_results, tensorboard_dir, write_json
+from downstream.settings import EvalSettings
+from pretrain.configuration import ConfigError, choice, register_check
 from pretrain.distributed import select_device
+from pretrain.features import KINDS
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class LinearConfig:
+class LinearConfig(EvalSettings):
     """Linear probe: from feature files, or from a checkpoint (cached or augmented mode)."""
 
     train_features: str = ""  # .npz/.pt from downstream.features (one variant, named "features")
@@ -40,7 +43,7 @@ class LinearConfig:
     train_data: DataSpec = field(default_factory=DataSpec)
     val_data: DataSpec = field(default_factory=DataSpec)  # root empty: hold out val_fraction of train
     test_data: DataSpec = field(default_factory=DataSpec)
-    mode: str = "cached"  # cached (encode once, fast) | augmented (re-crop every epoch, DINO's protocol)
+    mode: str = choice("cached", "augmented")  # cached (encode once, fast) | augmented (re-crop every epoch, DINO's protocol)
     # empty: cls, cls_avg, cls4, cls4_avg for [CLS]-pooled models, else pooled, avg (SimPool / GAP)
     variants: list[str] = field(default_factory=list)
     lrs: list[float] = field(default_factory=lambda: list(DEFAULT_LRS))  # per 256 samples
@@ -48,15 +51,24 @@ class LinearConfig:
     batch_size: int = 1024
     val_fraction: float = 0.1
     seed: int = 0
-    nonfinite: str = "error"  # error | drop: feature rows with NaN / inf (dropped rows are counted)
-    output: str = ""
-    tensorboard: str = ""  # default <folder of output>/tensorboard
-    device: str = "auto"
-    amp: str = "auto"
-    progress: bool = True
+    nonfinite: str = choice(*NONFINITE)  # error | drop: feature rows with NaN / inf (dropped rows are counted)
 
 
 CONFIG = LinearConfig
+
+
+def check_linear(cfg: LinearConfig) -> None:
+    """Cross-field checks, run when the config is parsed (before any file is read)."""
+    unknown = [v for v in cfg.variants if v not in KINDS]
+    if unknown:
+        raise ConfigError(f"variants: {unknown} unknown; choose from {', '.join(KINDS)}")
+    if bool(cfg.train_features) != bool(cfg.test_features):
+        raise ConfigError("give both --train-features and --test-features (or neither, with a checkpoint)")
+    if cfg.mode == "augmented" and cfg.train_features:
+        raise ConfigError("mode=augmented needs images: give checkpoint + train_data, not feature files")
+
+
+register_check(LinearConfig, check_linear)
 
 
 def run(cfg: LinearConfig) -> dict:

@@ -58,7 +58,7 @@ def _best_head(head_maps: np.ndarray, gt: np.ndarray, thresholds: np.ndarray, na
 
 @torch.no_grad()
 def evaluate_backbone(model: nn.Module, loader, interval: float = 0.01, block: int = -1, source: str = "auto",
-                      heads: str = "mean", per_head: bool = True, lost: bool = False, mass: float = 0.6,
+                      heads: str | int = "mean", per_head: bool = True, lost: bool = False, mass: float = 0.6,
                       mean=IMAGENET_MEAN, std=IMAGENET_STD, device: str | torch.device = "cpu",
                       with_masks: bool = False, keep_maps: bool = False, pictures: int = 0,
                       progress: bool = True) -> tuple[dict, Collected]:
@@ -84,7 +84,7 @@ def evaluate_backbone(model: nn.Module, loader, interval: float = 0.01, block: i
         grid = (size[0] // p, size[1] // p)
         att = attention_maps(model, x, block=block, source=source)  # (B, h, gh, gw)
         n_heads = att.shape[1]
-        chosen = select_heads(att, heads if heads in ("mean", "best", "all") else int(heads))
+        chosen = select_heads(att, heads)
         full = upsample(chosen, size).cpu().numpy()  # (B, S, S) or (B, h, S, S)
         mass_att = att.mean(1) if chosen.dim() == 4 else chosen  # CorLoc of the scored map
         boxes_main = mass_boxes(mass_att.flatten(1), grid, p, size, mass)

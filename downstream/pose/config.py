@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from downstream.backbone import ModelSpec
 from downstream.pose.losses import LOSS_INIT, PoseLoss
 from downstream.pose.model import PoseHead
+from pretrain.configuration import choice
 from pretrain.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 
@@ -36,9 +37,9 @@ class HeadSpec:
     dec_layers_x: int = 6
     enc_layers_q: int = 4
     dec_layers_q: int = 4
-    pos_encoding: str = "learned"  # learned (MS-Transformer) | sine (fixed DETR sine, Lee et al. 2024)
+    pos_encoding: str = choice("learned", "sine")  # learned (MS-Transformer) | sine (fixed DETR sine, Lee et al. 2024)
     qka_weight: float = 0.0  # 0.1 = Lee et al.'s query-key alignment loss, per branch
-    setting: str = "indoor"  # s_x, s_q init: indoor (0, -3) | outdoor (-3, -6.5)
+    setting: str = choice("indoor", "outdoor")  # s_x, s_q init: indoor (0, -3) | outdoor (-3, -6.5)
     learn_loss_weights: bool = True
 
 

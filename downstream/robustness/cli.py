@@ -33,6 +33,8 @@ from downstream.linear.probe import DEFAULT_LRS, fit_probe
 from downstream.robustness.masked import PatchHiding
 from downstream.robustness.data import folder_loader, load_in_to_in9, map_to_in9
 from downstream.results import log_results, tensorboard_dir, write_json
+from downstream.settings import EvalSettings
+from pretrain.configuration import ConfigError, choice, register_check
 from pretrain.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from pretrain.features import extract
 
@@ -56,11 +58,11 @@ class BgDataConfig:
 
 
 @dataclass
-class RobustnessConfig:
+class RobustnessConfig(EvalSettings):
     checkpoint: str = ""
     model: ModelSpec = field(default_factory=ModelSpec)
     data: BgDataConfig = field(default_factory=BgDataConfig)
-    head: str = "probe"  # probe (linear probe on original/train) | in1k (1000-class head + in_to_in9)
+    head: str = choice("probe", "in1k")  # probe (linear probe on original/train) | in1k (1000-class head + in_to_in9)
     in1k_head: str = ""  # .pt state dict with weight (1000, D) and bias (1000,)
     in_to_in9: str = ""  # in_to_in9.json
     lrs: list[float] = field(default_factory=lambda: list(DEFAULT_LRS))
@@ -70,14 +72,25 @@ class RobustnessConfig:
     masked_ratios: list[float] = field(default_factory=lambda: [0.1, 0.3, 0.5])  # [] skips the test
     seed: int = 0
     pictures: bool = True
-    output: str = ""
-    tensorboard: str = ""
-    device: str = "auto"
-    amp: str = "none"  # none (float32, the default so far) | auto (bf16 on CUDA) | bf16 | fp16
-    progress: bool = True
+    amp: str = choice("none", "auto", "bf16", "fp16")  # none: float32, this evaluator's default
 
 
 CONFIG = RobustnessConfig
+
+
+def check_robustness(cfg: RobustnessConfig) -> None:
+    """Cross-field checks, run when the config is parsed (before any image is read)."""
+    unknown = [v for v in cfg.data.variants if v not in VARIANTS]
+    if unknown:
+        raise ConfigError(f"data.variants: {unknown} unknown; choose from {', '.join(VARIANTS)}")
+    bad = [r for r in cfg.masked_ratios if not 0 <= r <= 1]
+    if bad:
+        raise ConfigError(f"masked_ratios must lie in [0, 1], got {bad}")
+    if cfg.head == "in1k" and not (cfg.in1k_head and cfg.in_to_in9):
+        raise ConfigError("head=in1k needs in1k_head=<head.pt> and in_to_in9=<in_to_in9.json>")
+
+
+register_check(RobustnessConfig, check_robustness)
 
 
 def pooled_features(model: torch.nn.Module, loader, cfg: RobustnessConfig, device: torch.device,

@@ -50,8 +50,12 @@ def test_cli_from_feature_files(tmp_path, fashion_mnist_root, capsys):
 
 
 def test_cli_rejects_half_a_pair_and_typos(tmp_path, capsys):
-    with pytest.raises(ValueError, match="both"):
+    with pytest.raises(SystemExit) as exit_info:  # a config error: at parse time, before any file is read
         main(["--train-features", str(tmp_path / "x.npz")])
+    assert exit_info.value.code == 2 and "both" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--train-features", "a.npz", "--test-features", "b.npz", "backend=faiss_gpuu"])
+    assert "did you mean 'faiss_gpu'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["--train-features", "a.npz", "--test-features", "b.npz", "temperatur=0.1"])
     assert "temperature" in capsys.readouterr().err
