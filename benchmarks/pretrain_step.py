@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a 
 from provenance import command_line, load_average, machine_line, utc_now, versions_line, write_report
 
 from pretrain.amp import autocast_context
-from pretrain.build import (build_loss, build_masker_from, build_network, build_optimizer_from, build_schedules,
+from pretrain.build import (build_pretrain_loss as build_loss, build_masker_from, build_network, build_optimizer_from, build_schedules,
                             compile_backbone)
 from pretrain.config import PretrainConfig
 from pretrain.configuration import load_config

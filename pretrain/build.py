@@ -108,7 +108,7 @@ def compile_backbone(backbone: nn.Module, backend: str = "inductor") -> None:
     backbone.forward_features = torch.compile(backbone.forward_features, backend=backend)
 
 
-def build_loss(cfg: PretrainConfig) -> nn.Module:
+def build_pretrain_loss(cfg: PretrainConfig) -> nn.Module:
     """The objective: ``iBOTLoss`` (keys ``cls.center``, ``patch.center``) or DINO's [CLS] loss."""
     lc = cfg.loss
     return build_objective(lc.method, cfg.head.out_dim, cfg.head.patch_out_dim, cfg.data.n_global,
@@ -208,7 +208,7 @@ def build_run(cfg: PretrainConfig, device: torch.device, dist: DistInfo) -> Run:
     student = build_network(cfg, student=True).to(device)
     teacher = build_network(cfg, student=False).to(device)
     ema = EMATeacher(student, teacher)
-    loss = build_loss(cfg).to(device)
+    loss = build_pretrain_loss(cfg).to(device)
     masker = build_masker_from(cfg)
     total_batch = cfg.data.batch_size * dist.world_size
     optimizer = build_optimizer_from(cfg, student, total_batch)

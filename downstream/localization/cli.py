@@ -28,7 +28,7 @@ from downstream.eval_cli import parse_with_aliases, save_beside
 from downstream.backbone import ModelSpec, build_backbone
 from pretrain.distributed import select_device
 from downstream.results import log_results, tensorboard_dir, write_json
-from downstream.settings import EvalSettings
+from downstream.settings import EvalSettings, check_float32_only
 from pretrain.configuration import ConfigError, choice, register_check
 from pretrain.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
@@ -86,8 +86,7 @@ def check_localization(cfg: LocalizationConfig) -> None:
         raise ConfigError(str(exc)) from None
     if bool(cfg.maps) != bool(cfg.boxes):
         raise ConfigError("give both maps=<maps.npz> and boxes=<boxes.json> (or neither, with a checkpoint)")
-    if cfg.amp not in ("auto", "none"):
-        raise ConfigError(f"amp={cfg.amp!r}: localization computes its attention maps in float32; leave amp=auto")
+    check_float32_only(cfg, "localization (attention maps)")
     if not 0 < cfg.mass <= 1 or not 0 < cfg.cam_curve_interval < 1:
         raise ConfigError(f"need 0 < mass <= 1 and 0 < cam_curve_interval < 1, got {cfg.mass}, {cfg.cam_curve_interval}")
 

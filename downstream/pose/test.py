@@ -24,28 +24,28 @@ from downstream.pose.config import HeadSpec, PoseDataSpec, build_head
 from downstream.pose.data import open_split
 from downstream.pose.evaluation import evaluate, format_results, write_outputs
 from downstream.pose.tokens import in_channels
+from downstream.settings import EvalSettings, check_float32_only
+from pretrain.configuration import register_check
 from pretrain.distributed import select_device
 
 __all__ = ["CONFIG", "PoseTestConfig", "main", "run"]
 
 
 @dataclass
-class PoseTestConfig:
-    """Test a pose head written by downstream.pose.train."""
+class PoseTestConfig(EvalSettings):
+    """Test a pose head written by downstream.pose.train (``output`` default: <folder of head>/pose_test.json)."""
 
     head: str = ""  # pose_head.pt
     checkpoint: str = ""  # backbone; default: the one recorded in the head file
     model: ModelSpec = field(default_factory=ModelSpec)
     data: PoseDataSpec = field(default_factory=PoseDataSpec)
-    output: str = ""  # default <folder of head>/pose_test.json
-    tensorboard: str = ""
-    device: str = "auto"
     diag_frames: int = 64
     neighbours: int = 10
     pictures: bool = True
 
 
 CONFIG = PoseTestConfig
+register_check(PoseTestConfig, lambda cfg: check_float32_only(cfg, "pose testing"))
 
 
 def run(cfg: PoseTestConfig) -> dict:

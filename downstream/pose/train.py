@@ -29,7 +29,7 @@ from downstream.eval_cli import parse_with_aliases
 from downstream.backbone import build_backbone
 from pretrain.distributed import select_device
 from downstream.pose.checkpoints import latest_head_checkpoint, save_head_checkpoint
-from downstream.pose.config import PoseConfig, build_head, build_loss
+from downstream.pose.config import PoseConfig, build_head, build_pose_loss
 from downstream.pose.data import open_split
 from downstream.pose.evaluation import evaluate, write_outputs
 from downstream.pose.tokens import cache_tokens, in_channels, patch_tokens
@@ -92,15 +92,15 @@ def run(cfg: PoseConfig) -> dict:
     grid = backbone.grid_for((cfg.data.image_size, cfg.data.image_size))
     if not cfg.finetune and cfg.cache_tokens:
         t0 = time.perf_counter()
-        train_src = cache_tokens(backbone, train_set, 64, device, cfg.data.mean, cfg.data.std, cfg.data.workers,
+        train_src = cache_tokens(backbone, train_set, 64, device, cfg.data.mean, cfg.data.std, cfg.data.num_workers,
                                  cfg.progress, "train tokens")
-        test_src = cache_tokens(backbone, test_set, 64, device, cfg.data.mean, cfg.data.std, cfg.data.workers,
+        test_src = cache_tokens(backbone, test_set, 64, device, cfg.data.mean, cfg.data.std, cfg.data.num_workers,
                                 cfg.progress, "test tokens")
         log.info("backbone over %d frames: %.1f s", len(train_src) + len(test_src), time.perf_counter() - t0)
     else:
         train_src, test_src = train_set, test_set
     head = build_head(cfg.head, len(train_set.names), backbone.embed_dim, grid).to(device)
-    criterion = build_loss(cfg.head).to(device)
+    criterion = build_pose_loss(cfg.head).to(device)
     params = [{"params": list(head.parameters()) + list(criterion.parameters()), "lr": cfg.optim.lr}]
     if cfg.finetune:
         params.append({"params": list(backbone.parameters()), "lr": cfg.optim.backbone_lr})
@@ -109,7 +109,7 @@ def run(cfg: PoseConfig) -> dict:
     start_epoch = resume(out_dir, head, criterion, opt, sched, backbone if cfg.finetune else None)
     gen = torch.Generator().manual_seed(cfg.seed)
     loader = DataLoader(train_src, batch_size=cfg.optim.batch_size, shuffle=True, generator=gen, drop_last=True,
-                        num_workers=0 if cfg.cache_tokens and not cfg.finetune else cfg.data.workers)
+                        num_workers=0 if cfg.cache_tokens and not cfg.finetune else cfg.data.num_workers)
     tb_dir = tensorboard_dir(cfg.tensorboard, str(out_dir / "pose.json"))
     from torch.utils.tensorboard import SummaryWriter
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pretrain.build import build_loss, build_masker_from, build_network, build_optimizer_from
+from pretrain.build import build_pretrain_loss, build_masker_from, build_network, build_optimizer_from
 from pretrain.config import PretrainConfig
 from pretrain.configuration import load_config
 from pretrain.models.teacher_student import EMATeacher
@@ -44,7 +44,7 @@ def build(cfg: PretrainConfig, device: torch.device):
     teacher = build_network(cfg, student=False).to(device)
     ema = EMATeacher(student, teacher)
     gen = torch.Generator(device=device).manual_seed(3)
-    mods = StepModules(StudentCall(student), teacher, build_loss(cfg).to(device), build_masker_from(cfg), gen)
+    mods = StepModules(StudentCall(student), teacher, build_pretrain_loss(cfg).to(device), build_masker_from(cfg), gen)
     return student, teacher, ema, mods
 
 
@@ -73,7 +73,7 @@ def test_dino_step_has_no_patch_term_and_old_state_dict_keys():
                          contextlib.nullcontext())
     assert float(out.loss_patch) == 0.0 and torch.equal(out.loss.detach(), out.loss_cls)
     assert list(mods.loss.state_dict()) == ["cls.center"]
-    ibot = build_loss(load_config(PretrainConfig, None, TINY))
+    ibot = build_pretrain_loss(load_config(PretrainConfig, None, TINY))
     assert list(ibot.state_dict()) == ["cls.center", "patch.center"]  # keys of older checkpoints
 
 
