@@ -22,7 +22,7 @@ from torch.utils.data import Subset
 
 from pretrain.configuration import choice
 from pretrain.data import EvalTransform, build_dataset, build_eval_loader
-from pretrain.data.ffcv_eval import build_ffcv_eval_loader
+from pretrain.data.ffcv.eval_loader import build_ffcv_eval_loader
 from pretrain.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 log = logging.getLogger(__name__)

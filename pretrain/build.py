@@ -168,7 +168,7 @@ def build_pretrain_data(cfg: PretrainConfig, dist: DistInfo, device: torch.devic
     d = cfg.data
     spec = crop_spec(cfg)
     if d.loader == "ffcv":
-        from pretrain.data.ffcv_loader import build_ffcv_pretrain_loader
+        from pretrain.data.ffcv.loader import build_ffcv_pretrain_loader
 
         loader = build_ffcv_pretrain_loader(d.ffcv_path, spec, batch_size=d.batch_size,
                                             num_workers=d.num_workers, seed=cfg.run.seed,

@@ -4,7 +4,7 @@ The kernels mirror `pretrain.data.transforms.MultiCropTransform` (DINO / iBOT re
 resized crop, flip, colour jitter in random order, grayscale, Gaussian blur, solarize) on one
 crop at a time, in float32 scratch buffers small enough to stay in cache. They are compiled
 once and cached on disk (``cache=True``); the ctypes calls into ffcv's JPEG decoder and resizer
-live in the (uncached) decoder closure of `pretrain.data.ffcv_decoder`.
+live in the (uncached) decoder closure of `pretrain.data.ffcv.decoder`.
 
 Randomness is a splitmix64 stream seeded from (seed, epoch, dataset index), so the crops of a
 sample do not depend on the number of threads, the batch it lands in, or where an epoch resumed.

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torchvision.transforms import v2
 
-from pretrain.data.ffcv_support import decoding_threads, import_ffcv
+from pretrain.data.ffcv.support import decoding_threads, import_ffcv
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class FFCVEvalLoader:
 
     Args:
         path: The ``.beton`` with fields ``image`` (RGBImageField) and ``label`` (IntField), as
-            written by `pretrain.data.ffcv_writer` (``attmask-write-beton``).
+            written by `pretrain.data.ffcv.writer` (``attmask-write-beton``).
         image_size: Side ``S`` of the square output crops.
         batch_size: Samples per batch (the last batch may be smaller).
         num_workers: Decoding threads (clipped to 1 .. numba's thread limit, the CPU count by default).
@@ -59,7 +59,7 @@ class FFCVEvalLoader:
         import_ffcv()
         if not Path(path).is_file():
             raise FileNotFoundError(f"FFCV file {path} does not exist; write it with `attmask-write-beton` "
-                                    f"(python -m pretrain.data.ffcv_writer --help)")
+                                    f"(python -m pretrain.data.ffcv.writer --help)")
         if image_size <= 0 or batch_size <= 0:
             raise ValueError(f"image_size and batch_size must be positive, got {image_size} and {batch_size}")
         self.path, self.image_size, self.batch_size = str(path), int(image_size), int(batch_size)

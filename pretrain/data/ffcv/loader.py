@@ -5,7 +5,7 @@ Batches are ``(global_crops, local_crops, labels)``: uint8 (G, B, 3, Hg, Wg), ui
 augmentation recipe is the same `MultiCropSpec`. Sample order is
 `pretrain.data.loader.epoch_indices` (a (seed, epoch) permutation dealt round-robin to ranks), so
 both loaders visit the same samples in the same order; crops are a function of
-(seed, epoch, dataset index) (`pretrain.data.ffcv_kernels`), so a resumed epoch
+(seed, epoch, dataset index) (`pretrain.data.ffcv.kernels`), so a resumed epoch
 (``set_epoch(e, start_batch=k)``, which never decodes the skipped batches) sees the same crops.
 
 Colour augmentation runs either in the loader threads (numba, the default) or on the device
@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pretrain.data.ffcv_eval import FFCVEvalLoader, build_ffcv_eval_loader  # noqa: F401 - re-export
-from pretrain.data.ffcv_support import decoding_threads, import_ffcv
+from pretrain.data.ffcv.eval_loader import FFCVEvalLoader, build_ffcv_eval_loader  # noqa: F401 - re-export
+from pretrain.data.ffcv.support import decoding_threads, import_ffcv
 from pretrain.data.loader import epoch_indices
 from pretrain.data.transforms import MultiCropSpec
 
@@ -35,7 +35,7 @@ Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 class FFCVPretrainLoader:
-    """Iterable of multi-crop batches from a ``.beton`` (see `pretrain.data.ffcv_writer`) for one rank.
+    """Iterable of multi-crop batches from a ``.beton`` (see `pretrain.data.ffcv.writer`) for one rank.
 
     Call `set_epoch` before each epoch. ``len(loader)`` is the number of full batches per epoch
     on this rank (the last partial batch is dropped); all ranks get the same number.
@@ -66,7 +66,7 @@ class FFCVPretrainLoader:
         import_ffcv()
         if not Path(path).is_file():
             raise FileNotFoundError(f"{path} does not exist; write it with `attmask-write-beton` "
-                                    f"(python -m pretrain.data.ffcv_writer --help)")
+                                    f"(python -m pretrain.data.ffcv.writer --help)")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
         if colour_on_device and device is None:
@@ -93,8 +93,8 @@ class FFCVPretrainLoader:
         from ffcv.loader import Loader
         from ffcv.pipeline import PipelineSpec
 
-        from pretrain.data.ffcv_decoder import MultiCropDecoder
-        from pretrain.data.ffcv_order import EpochOrder
+        from pretrain.data.ffcv.decoder import MultiCropDecoder
+        from pretrain.data.ffcv.order import EpochOrder
 
         threads = torch.get_num_threads()
         decoder = MultiCropDecoder(self.spec, self.seed, self._epoch_cell, colour=not colour_on_device,

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pretrain.data.ffcv_support import INSTALL_HINT, ffcv_available
+from pretrain.data.ffcv.support import INSTALL_HINT, ffcv_available
 
 pytestmark = [pytest.mark.ffcv,
               pytest.mark.skipif(not ffcv_available(), reason=f"ffcv cannot be imported here. {INSTALL_HINT}")]
@@ -34,7 +34,7 @@ def no_compile():
 def fmnist_beton(tmp_path_factory, fashion_mnist_root):
     """The Fashion-MNIST test split (10k 28 px images, raw) -> (path, dataset)."""
     from pretrain.data.datasets import FashionMNIST
-    from pretrain.data.ffcv_writer import write_beton
+    from pretrain.data.ffcv.writer import write_beton
 
     path = tmp_path_factory.mktemp("fmnist") / "test.beton"
     write_beton(path, "fashion_mnist", fashion_mnist_root, split="test", workers=1, progress=False)
@@ -47,7 +47,7 @@ def photo_beton(tmp_path_factory):
     import skimage.data
 
     from pretrain.data.datasets import ImageFolderDataset
-    from pretrain.data.ffcv_writer import write_beton
+    from pretrain.data.ffcv.writer import write_beton
 
     root = tmp_path_factory.mktemp("photos")
     for k in range(14):
@@ -65,7 +65,7 @@ def photo_beton(tmp_path_factory):
 
 
 def loader_for(path, **kwargs):
-    from pretrain.data.ffcv_loader import build_ffcv_eval_loader
+    from pretrain.data.ffcv.loader import build_ffcv_eval_loader
 
     return build_ffcv_eval_loader(path, **({"image_size": SIZE, "batch_size": 384, "num_workers": 2} | kwargs))
 

@@ -1,6 +1,6 @@
 """Per-stage CPU cost of the FFCV multi-crop pipeline (decode, resize, colour), for benchmarks.
 
-Runs the very kernels of `pretrain.data.ffcv_decoder` single-threaded on JPEG files, outside ffcv's
+Runs the very kernels of `pretrain.data.ffcv.decoder` single-threaded on JPEG files, outside ffcv's
 loader, and reports CPU milliseconds per image for each stage, so a benchmark can say where the
 time goes.
 """
@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from pretrain.data.ffcv_support import import_ffcv
+from pretrain.data.ffcv.support import import_ffcv
 from pretrain.data.transforms import MultiCropSpec
 
 
@@ -30,9 +30,9 @@ def stage_costs(paths: Sequence[str], spec: MultiCropSpec, repeats: int = 3) -> 
     from ffcv.libffcv import imdecode, resize_crop
     from numba import njit
 
-    from pretrain.data.ffcv_decoder import view_params
-    from pretrain.data.ffcv_kernels import augment_crop, crop_box, sample_state
-    from pretrain.data.ffcv_resize import resize_crop_area
+    from pretrain.data.ffcv.decoder import view_params
+    from pretrain.data.ffcv.kernels import augment_crop, crop_box, sample_state
+    from pretrain.data.ffcv.resize import resize_crop_area
 
     decode_c, resize_c = njit(imdecode), njit(resize_crop)
     data = [np.fromfile(p, dtype=np.uint8) for p in paths]

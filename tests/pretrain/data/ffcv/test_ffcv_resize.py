@@ -8,7 +8,7 @@ import pytest
 pytest.importorskip("numba")
 cv2 = pytest.importorskip("cv2")
 
-from pretrain.data.ffcv_resize import resize_crop_area  # noqa: E402 (after the cv2 skip)
+from pretrain.data.ffcv.resize import resize_crop_area  # noqa: E402 (after the cv2 skip)
 
 
 def smooth_image(height: int, width: int, seed: int = 0) -> np.ndarray:

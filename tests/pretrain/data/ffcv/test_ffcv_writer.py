@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pretrain.data.ffcv_support import INSTALL_HINT, ffcv_available
+from pretrain.data.ffcv.support import INSTALL_HINT, ffcv_available
 
 pytestmark = [pytest.mark.ffcv,
               pytest.mark.skipif(not ffcv_available(), reason=f"ffcv cannot be imported here. {INSTALL_HINT}")]
@@ -62,7 +62,7 @@ def read_back(path, count):
 def test_corrupt_files_are_reported_and_skipped(photo_folder, tmp_path, caplog):
     from ffcv.reader import Reader
 
-    from pretrain.data.ffcv_writer import write_beton
+    from pretrain.data.ffcv.writer import write_beton
 
     root, broken = photo_folder
     out = tmp_path / "photos.beton"
@@ -86,7 +86,7 @@ def test_corrupt_files_are_reported_and_skipped(photo_folder, tmp_path, caplog):
 def test_raw_mode_stores_exact_pixels_and_gray_becomes_rgb(tmp_path):
     import skimage.data
 
-    from pretrain.data.ffcv_writer import write_beton
+    from pretrain.data.ffcv.writer import write_beton
 
     root = tmp_path / "square" / "only"
     root.mkdir(parents=True)
@@ -106,7 +106,7 @@ def test_raw_mode_stores_exact_pixels_and_gray_becomes_rgb(tmp_path):
 
 def test_fashion_mnist_to_beton(tmp_path, fashion_mnist_root):
     from pretrain.data.datasets import FashionMNIST
-    from pretrain.data.ffcv_writer import write_beton
+    from pretrain.data.ffcv.writer import write_beton
 
     out = tmp_path / "fmnist.beton"
     report = write_beton(out, "fashion_mnist", fashion_mnist_root, split="test", workers=2, progress=False)
@@ -118,7 +118,7 @@ def test_fashion_mnist_to_beton(tmp_path, fashion_mnist_root):
 
 
 def test_cli_prints_the_summary_and_fails_cleanly(photo_folder, tmp_path, capsys):
-    from pretrain.data.ffcv_writer import main
+    from pretrain.data.ffcv.writer import main
 
     root, broken = photo_folder
     out = tmp_path / "cli.beton"

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pretrain.data.ffcv_support import INSTALL_HINT, ffcv_available
+from pretrain.data.ffcv.support import INSTALL_HINT, ffcv_available
 
 pytestmark = [pytest.mark.ffcv,
               pytest.mark.skipif(not ffcv_available(), reason=f"ffcv cannot be imported here. {INSTALL_HINT}")]
@@ -26,7 +26,7 @@ def beton(tmp_path_factory):
     """24 square 64 px crops of real photos in 3 classes, stored raw (exact pixels) -> (path, images, labels)."""
     import skimage.data
 
-    from pretrain.data.ffcv_writer import write_beton
+    from pretrain.data.ffcv.writer import write_beton
 
     root = tmp_path_factory.mktemp("folder")
     rng = np.random.default_rng(0)
@@ -63,7 +63,7 @@ def small_spec(**overrides):
 
 
 def make_loader(path, spec=None, **kwargs):
-    from pretrain.data.ffcv_loader import FFCVPretrainLoader
+    from pretrain.data.ffcv.loader import FFCVPretrainLoader
 
     args = {"batch_size": 4, "num_workers": 2, "seed": 0} | kwargs
     return FFCVPretrainLoader(path, spec or small_spec(), **args)
@@ -150,7 +150,7 @@ def test_grayscale_and_flip_probabilities_are_honoured(beton, no_compile):
 
 
 def test_decode_once_gives_the_same_crops_as_decoding_per_crop(tmp_path, beton, no_compile):
-    from pretrain.data.ffcv_writer import write_beton
+    from pretrain.data.ffcv.writer import write_beton
 
     root = tmp_path / "jpgs" / "only"
     root.mkdir(parents=True)
@@ -163,7 +163,7 @@ def test_decode_once_gives_the_same_crops_as_decoding_per_crop(tmp_path, beton, 
 
 
 def test_kernels_flip_solarize_hue_and_blur():
-    from pretrain.data.ffcv_kernels import augment_crop, sample_state
+    from pretrain.data.ffcv.kernels import augment_crop, sample_state
 
     def run(src, params, ksize=3):
         size = src.shape[0]
@@ -251,7 +251,7 @@ def test_numba_colour_ops_match_torchvision_functionals():
     import skimage.data
     from torchvision.transforms.v2 import functional as TF
 
-    from pretrain.data import ffcv_kernels as K
+    from pretrain.data.ffcv import kernels as K
 
     photo = torch.from_numpy(skimage.data.astronaut()[100:164, 180:244]).permute(2, 0, 1).float().contiguous()
     scratch = np.empty((3, 64 * 64), np.float32)

@@ -2,12 +2,12 @@
 
 FFCV-SSL builds one pipeline per crop, so a 2x224 + 10x96 recipe decodes every JPEG twelve
 times. `MultiCropDecoder` decodes once into a scratch buffer, then for each view draws a random
-resized crop, resizes it with `pretrain.data.ffcv_resize.resize_crop_area` (area interpolation;
+resized crop, resizes it with `pretrain.data.ffcv.resize.resize_crop_area` (area interpolation;
 faster here than ffcv's OpenCV ``resize_crop``) and runs the flip and colour augmentations of
-`pretrain.data.ffcv_kernels` on it, writing straight into a crop-major
+`pretrain.data.ffcv.kernels` on it, writing straight into a crop-major
 batch buffer, so ``(G, B, 3, Hg, Wg)`` and ``(L, B, 3, Hl, Wl)`` are zero-copy views of it.
 
-Import this module only through `pretrain.data.ffcv_loader` (it imports ffcv at import time).
+Import this module only through `pretrain.data.ffcv.loader` (it imports ffcv at import time).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from ffcv.pipeline.compiler import Compiler
 from ffcv.pipeline.operation import Operation
 from ffcv.pipeline.state import State
 
-from pretrain.data.ffcv_kernels import augment_crop, crop_box, sample_state
-from pretrain.data.ffcv_resize import resize_crop_area
+from pretrain.data.ffcv.kernels import augment_crop, crop_box, sample_state
+from pretrain.data.ffcv.resize import resize_crop_area
 from pretrain.data.transforms import MultiCropSpec, blur_kernel_size
 
 _RATIO = (3.0 / 4.0, 4.0 / 3.0)  # RandomResizedCrop's default aspect-ratio range, as in the torchvision path

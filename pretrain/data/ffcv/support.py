@@ -1,6 +1,6 @@
 """Lazy, well-explained access to the optional ``ffcv`` package.
 
-Only `pretrain.data.ffcv_*` modules touch ffcv, and only through `import_ffcv`, so the rest of
+Only `pretrain.data.ffcv` modules touch ffcv, and only through `import_ffcv`, so the rest of
 the package (and the torchvision loader) works on machines where ffcv cannot be built.
 """
 

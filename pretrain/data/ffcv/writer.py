@@ -1,10 +1,10 @@
-"""Write an image folder or Fashion-MNIST to an FFCV ``.beton`` for `pretrain.data.ffcv_loader`.
+"""Write an image folder or Fashion-MNIST to an FFCV ``.beton`` for `pretrain.data.ffcv.loader`.
 
 Usage::
 
     attmask-write-beton --dataset imagefolder --root data/imagenet/train --out train.beton \\
         --write-mode jpg --max-resolution 512 --jpeg-quality 90 --workers 8
-    python -m pretrain.data.ffcv_writer --dataset fashion_mnist --root /usr/share/datasets/fashion-mnist \\
+    python -m pretrain.data.ffcv.writer --dataset fashion_mnist --root /usr/share/datasets/fashion-mnist \\
         --split train --out fmnist.beton
 
 Every image file is decoded once up front (in parallel, with a progress bar); unreadable or
@@ -31,7 +31,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from pretrain.data.datasets import FashionMNIST, ImageFolderDataset
-from pretrain.data.ffcv_support import import_ffcv
+from pretrain.data.ffcv.support import import_ffcv
 
 log = logging.getLogger(__name__)
 
