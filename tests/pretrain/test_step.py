@@ -13,7 +13,7 @@ from pretrain.build import build_pretrain_loss, build_masker_from, build_network
 from pretrain.config import PretrainConfig
 from pretrain.configuration import load_config
 from pretrain.models.teacher_student import EMATeacher
-from pretrain.step import StepModules, StudentCall, forward_losses, optimizer_step, patch_index
+from pretrain.step import StepModules, StudentCall, UpdateSettings, forward_losses, optimizer_step, patch_index
 
 TINY = ["model.name=vit_pico", "model.patch_size=4", "model.drop_path_rate=0.0", "head.out_dim=16",
         "head.patch_out_dim=16", "head.hidden_dim=32", "head.bottleneck_dim=8", "data.global_size=16",
@@ -90,7 +90,7 @@ def test_training_step_never_syncs_with_the_host_on_cuda():
     def step() -> None:
         with torch.autocast("cuda", dtype=torch.bfloat16):
             out = forward_losses(mods, glob, loc, 0.04, 0.04, contextlib.nullcontext())
-        optimizer_step(opt, None, out.loss, student, 3.0, sched, 10, 0)
+        optimizer_step(opt, None, student, out.loss, sched, 10, UpdateSettings(3.0))
         ema.update(sched["momentum"])
 
     step()  # warm-up: lazy CUDA initialisation may sync once
