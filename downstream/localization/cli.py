@@ -134,7 +134,7 @@ def score_files(maps: str, boxes: str, masks: str = "", interval: float = 0.01, 
 def _run_model(cfg: LocalizationConfig) -> tuple[dict, object]:
     import torch
 
-    from downstream.localization.backbone_eval import evaluate_backbone
+    from downstream.localization.backbone_eval import LocSettings, evaluate_backbone
     from downstream.localization.maps import parse_heads
     from downstream.localization.dataset import LocDataset, collate
     from downstream.localization.parsers import parse
@@ -151,10 +151,10 @@ def _run_model(cfg: LocalizationConfig) -> tuple[dict, object]:
     model = build_backbone(cfg.checkpoint, cfg.model, d.image_size)
     loader = torch.utils.data.DataLoader(LocDataset(records, d.image_size), batch_size=d.batch_size,
                                          num_workers=d.num_workers, collate_fn=collate)
-    results, got = evaluate_backbone(model, loader, cfg.cam_curve_interval, cfg.block, cfg.source,
-                                     parse_heads(cfg.heads),
-                                     cfg.per_head, cfg.lost, cfg.mass, d.mean, d.std, device, with_masks,
-                                     keep_maps=bool(cfg.save_maps), pictures=cfg.pictures, progress=cfg.progress)
+    settings = LocSettings(cfg.cam_curve_interval, cfg.block, cfg.source, parse_heads(cfg.heads), cfg.per_head,
+                           cfg.lost, cfg.mass, tuple(d.mean), tuple(d.std), with_masks, bool(cfg.save_maps),
+                           cfg.pictures, cfg.progress)
+    results, got = evaluate_backbone(model, loader, settings, device)
     results["num_images"] = len(records)
     results["skipped"] = parsed.notes
     if cfg.save_maps:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from launchers import jobs
+from launchers.interrupts import Interrupts
 from launchers import slurm as cli
 from launchers.executor import SlurmConfig, make_executor, sbatch_parameters, sbatch_script
 from launchers.sweep import expand_grid, run_name
@@ -105,7 +106,7 @@ def test_job_refuses_to_run_past_its_requeue_limit(toy_on_path, tmp_path, monkey
 
 def test_signals_ask_the_loop_for_a_checkpoint_and_forked_children_ignore_them():
     calls = []
-    with jobs._Interrupts(lambda stop: calls.append(stop), rank=1, grace_s=60) as interrupts:
+    with Interrupts(lambda stop: calls.append(stop), rank=1, grace_s=60) as interrupts:
         pid = os.fork()
         if pid == 0:  # a DataLoader-worker-like child: the inherited handler must do nothing
             os.kill(os.getpid(), signal.SIGUSR2)
