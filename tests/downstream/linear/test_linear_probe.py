@@ -94,3 +94,18 @@ def test_default_variants_follow_the_pooling():
     assert default_variants(create_model("vit_pico", patch_size=4, img_size=28, pooling="simpool")) == ["pooled",
                                                                                                         "avg"]
     assert default_variants(RawPixels()) == ["pooled"]
+
+
+def test_fit_cached_probe_is_the_grid_fit_with_the_choice_on_held_out_rows():
+    from downstream.linear.probe import DEFAULT_LRS, fit_cached_probe
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(120, 8, generator=g), torch.arange(120) % 3
+    x[:, 0] += 3 * y  # separable along one axis
+    fit = fit_cached_probe((x[:100], y[:100]), (x[100:], y[100:]), 3, epochs=3, batch_size=32)
+    heads, _ = train_heads(lambda bs, gen: cached_batches({"features": x[:100]}, y[:100], bs, gen),
+                           {"features": 8}, 3, DEFAULT_LRS, 3, 32, -(-100 // 32))
+    val = head_accuracy(heads, {"features": x[100:]}, y[100:])
+    assert (fit.variant, fit.index) == select_best(val, DEFAULT_LRS)
+    torch.testing.assert_close(fit.val["features"], val["features"], rtol=0, atol=0)
+    assert fit.head(x[100:]).shape == (20, len(DEFAULT_LRS), 3)
