@@ -56,7 +56,6 @@ def _best_head(head_maps: np.ndarray, gt: np.ndarray, thresholds: np.ndarray, na
     return int(np.argmax(scores))
 
 
-@torch.no_grad()
 @dataclass(frozen=True)
 class LocSettings:
     """How :func:`evaluate_backbone` makes and scores the maps.
@@ -91,6 +90,7 @@ class LocSettings:
     progress: bool = True
 
 
+@torch.no_grad()
 def evaluate_backbone(model: nn.Module, loader, settings: LocSettings = LocSettings(),
                       device: str | torch.device = "cpu") -> tuple[dict, Collected]:
     """Evaluate ``model``'s attention on a loader of :func:`~downstream.localization.dataset.collate` batches.
