@@ -145,9 +145,9 @@ def main() -> None:
     load_start = load_average()
 
     from pretrain.data.datasets import ImageFolderDataset
-    from pretrain.data.ffcv_loader import FFCVPretrainLoader
-    from pretrain.data.ffcv_profile import stage_costs
-    from pretrain.data.ffcv_writer import write_beton
+    from pretrain.data.ffcv.loader import FFCVPretrainLoader
+    from pretrain.data.ffcv.profile import stage_costs
+    from pretrain.data.ffcv.writer import write_beton
     from pretrain.data.loader import build_pretrain_loader
     from pretrain.data.transforms import MultiCropSpec, MultiCropTransform
 
@@ -231,7 +231,7 @@ def write_report(out: Path, args: argparse.Namespace, rate: dict[str, float], co
         "",
         ("Where the `ffcv` loader's CPU time goes (single-threaded kernels on 64 of the JPEGs, CPU ms per "
         "image; the stages alternate): " + ", ".join(f"{name.replace('_', ' ')} {ms:.2f}" for name, ms in stages.items())
-        + ". `resize` is the loader's numba kernel (`pretrain.data.ffcv_resize`), `resize opencv` the same crops "
+        + ". `resize` is the loader's numba kernel (`pretrain.data.ffcv.resize`), `resize opencv` the same crops "
         "through ffcv's `resize_crop` (OpenCV in the library libffcv links), which the loader used before. "
         "With `colour_on_device=True` the loader threads do decode + resize + flip only."),
         "",

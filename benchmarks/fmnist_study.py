@@ -44,10 +44,11 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # runnable from a checkout without installing the package
 
-from downstream.knn import knn_classify  # noqa: E402
-from downstream.linear import DEFAULT_LRS, head_accuracy, select_best, train_heads  # noqa: E402
-from downstream.linear_data import cached_batches, stratified_split  # noqa: E402
-from pretrain.config import PretrainConfig, load_config  # noqa: E402
+from downstream.knn.weighted_knn import knn_classify  # noqa: E402
+from downstream.linear.probe import DEFAULT_LRS, head_accuracy, select_best, train_heads  # noqa: E402
+from downstream.linear.data import cached_batches, stratified_split  # noqa: E402
+from pretrain.config import PretrainConfig  # noqa: E402
+from pretrain.configuration import load_config  # noqa: E402
 from pretrain.data.datasets import FashionMNIST  # noqa: E402
 from pretrain.data.fashion_mnist import ensure_fashion_mnist, write_train_subset  # noqa: E402
 from pretrain.data.loader import build_eval_loader  # noqa: E402

@@ -86,7 +86,7 @@ def run_one(impl: str, folder: Path) -> dict:
     num_classes = int(ytr.max()) + 1
     import faiss  # noqa: F401 - libraries loaded before the baseline, so only working memory counts
 
-    from downstream.knn import knn_classify
+    from downstream.knn.weighted_knn import knn_classify
     base = _status_mb("VmRSS")
     _reset_peak()
     t0 = time.perf_counter()
@@ -178,7 +178,7 @@ def main() -> None:
     if args.one:
         print(json.dumps(run_one(args.one, Path(args.folder))))
         return
-    from downstream.knn_backends import available_backends, resolve_backend
+    from downstream.knn.backends import available_backends, resolve_backend
     impls = ["dino_reference"] + available_backends() + ["auto"]
     rows = []
     load_start = " ".join(f"{x:.1f}" for x in os.getloadavg())

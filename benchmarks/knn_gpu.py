@@ -73,8 +73,8 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/results/knn_gpu")
     args = ap.parse_args()
 
-    from downstream.knn import knn_classify
-    from downstream.knn_backends import available_backends
+    from downstream.knn.weighted_knn import knn_classify
+    from downstream.knn.backends import available_backends
 
     device = torch.device(args.device)
     gen = torch.Generator(device=device).manual_seed(0)

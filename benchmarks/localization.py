@@ -53,7 +53,7 @@ def _model_overrides(ckpt: str) -> list[str]:
 
 def localization(name: str, ckpt: str, bench: Path, size: int, work: Path, folder: str = "wsol") -> dict:
     from downstream.localization.cli import LocalizationConfig, run
-    from pretrain.config import load_config
+    from pretrain.configuration import load_config
 
     tag = name if folder == "wsol" else f"{name}_{folder}"
     cfg = load_config(LocalizationConfig, None, [
@@ -67,7 +67,7 @@ def localization(name: str, ckpt: str, bench: Path, size: int, work: Path, folde
 
 def robustness(name: str, ckpt: str, bench: Path, size: int, work: Path) -> dict:
     from downstream.robustness.cli import RobustnessConfig, run
-    from pretrain.config import load_config
+    from pretrain.configuration import load_config
 
     cfg = load_config(RobustnessConfig, None, [
         f"data.root={bench / 'bg'}", f"data.image_size={size}", "data.num_workers=0", "epochs=100",

@@ -26,7 +26,7 @@ from downstream.pose import pictures
 from downstream.pose.config import PoseConfig
 from downstream.pose.render import render_dataset
 from downstream.pose.train import run
-from pretrain.config import load_config
+from pretrain.configuration import load_config
 
 VARIANTS = {  # name -> overrides (Lee et al. 2024, Table 7 ablation)
     "learned PE (MS-T)": ["head.pos_encoding=learned", "head.qka_weight=0.0"],

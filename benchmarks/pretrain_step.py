@@ -39,11 +39,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a 
 from provenance import command_line, load_average, machine_line, utc_now, versions_line, write_report
 
 from pretrain.amp import autocast_context
-from pretrain.build import (build_loss, build_masker_from, build_network, build_optimizer_from, build_schedules,
+from pretrain.build import (build_pretrain_loss as build_loss, build_masker_from, build_network, build_optimizer_from, build_schedules,
                             compile_backbone)
-from pretrain.config import PretrainConfig, load_config
+from pretrain.config import PretrainConfig
+from pretrain.configuration import load_config
 from pretrain.models.teacher_student import EMATeacher
-from pretrain.step import StepModules, StudentCall, forward_losses, optimizer_step
+from pretrain.step import StepModules, StudentCall, UpdateSettings, forward_losses, optimizer_step
 
 RECIPES = {"vits16": "configs/pretrain/ibot_vits16_attmask_high.yaml", "demo": "configs/pretrain/demo_fmnist.yaml"}
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16 tensor-core peak
@@ -88,8 +89,8 @@ class Regime:
         modules = StepModules(self.call, self.teacher, self.losses, self.masker(strategy), self.gen)
         res = forward_losses(modules, self.glob, self.loc, s["teacher_temp"], s["teacher_patch_temp"],
                              autocast_context(self.device, amp))
-        optimizer_step(self.opt, None, res.loss, self.student, self.cfg.optim.clip_grad, s, index, 0,
-                       self.cfg.optim.clip_mode)
+        optimizer_step(self.opt, None, self.student, res.loss, s, index,
+                       UpdateSettings(self.cfg.optim.clip_grad, self.cfg.optim.clip_mode, 0))
         self.ema.update(s["momentum"])
 
     def flops(self, strategy: str, attention: str, amp: str) -> float:

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from pretrain.config import ModelConfig
+from pretrain.configuration import choice
 from pretrain.models import (
     VisionTransformer,
     create_model,
@@ -27,7 +28,7 @@ from pretrain.models import (
 log = logging.getLogger(__name__)
 
 # Training-only fields of ModelConfig: not architecture, or meaningless for a frozen backbone.
-_NOT_ARCHITECTURE = ("name", "which", "drop_path_rate")
+_TRAINING_ONLY_FIELDS = ("name", "which", "drop_path_rate")
 _SIZES = ("embed_dim", "depth", "num_heads")  # 0 = the registry entry's value
 
 
@@ -41,7 +42,7 @@ class ModelSpec(ModelConfig):
     """
 
     name: str = ""
-    which: str = "teacher"  # teacher | student (checkpoints holding both)
+    which: str = choice("teacher", "student")  # checkpoints holding both
 
 
 class RawPixels(nn.Module):
@@ -75,7 +76,7 @@ def model_kwargs(spec: ModelConfig, image_size: int = 0) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"img_size": image_size or 224}
     for f in dataclasses.fields(ModelConfig):
         value = getattr(spec, f.name)
-        if f.name in _NOT_ARCHITECTURE or (f.name in _SIZES and value <= 0):
+        if f.name in _TRAINING_ONLY_FIELDS or (f.name in _SIZES and value <= 0):
             continue
         if f.name not in accepted:
             if value != getattr(defaults, f.name):

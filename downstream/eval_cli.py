@@ -1,6 +1,6 @@
 """Command-line parsing shared by the evaluators: ``--config FILE key=value ...`` plus flag aliases.
 
-The typed config machinery is :func:`pretrain.config.parse_args`; this adds the issue's
+The typed config machinery is :func:`pretrain.configuration.parse_args`; this adds the issue's
 flag spellings (``--checkpoint F``, ``--output F`` ...) by rewriting them to ``key=value``
 overrides, so every setting still goes through one validated path.
 """
@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from pretrain.config import parse_args, save_config
+from pretrain.configuration import parse_args, save_config
 
 T = TypeVar("T")
 

@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Subset
 
+from pretrain.configuration import choice
 from pretrain.data import EvalTransform, build_dataset, build_eval_loader
-from pretrain.data.ffcv_eval import build_ffcv_eval_loader
+from pretrain.data.ffcv.eval_loader import build_ffcv_eval_loader
 from pretrain.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 log = logging.getLogger(__name__)
@@ -43,13 +44,13 @@ class DataSpec:
     ``max_samples`` > 0 keeps an evenly spaced subset (class balance kept for sorted folders).
     """
 
-    dataset: str = "imagefolder"  # imagefolder | fashion_mnist | ffcv
+    dataset: str = choice(*DATASETS)
     root: str = ""
     split: str = ""
     ffcv_path: str = ""
     image_size: int = 0
     resize: int = 0
-    interpolation: str = "bicubic"
+    interpolation: str = choice("bicubic", "bilinear", "nearest")
     batch_size: int = 128
     num_workers: int = 4
     max_samples: int = 0

@@ -35,7 +35,7 @@ from submitit.core.utils import FailedJobError
 from launchers.executor import SlurmConfig, eval_config, make_executor, sbatch_script
 from launchers.jobs import Job, load_entry_point, resolve_entry_point
 from launchers.sweep import expand_grid, run_name
-from pretrain.config import ConfigError, load_config
+from pretrain.configuration import ConfigError, load_config
 
 logger = logging.getLogger(__name__)
 
@@ -189,6 +189,8 @@ def submit(task: str, config: str | None, overrides: Sequence[str], slurm_cfg: S
             run_overrides.append(_output_override(base_cfg, run_dir))
         load_config(schema, config, run_overrides)
         runs.append((run_dir, _job(module, config, run_overrides, run_dir, slurm_cfg)))
+    for run_dir, _ in runs:  # every chained job of every run, before anything is printed or queued
+        _check_chain(chain, then_overrides, run_dir)
     folder = Path(slurm_cfg.folder).resolve() if slurm_cfg.folder else base_dir / "slurm"
     if len(runs) == 1:
         job, script = _submit_one(runs[0][1], slurm_cfg, folder, None, dry_run)
@@ -200,6 +202,18 @@ def submit(task: str, config: str | None, overrides: Sequence[str], slurm_cfg: S
     for sub in out:
         _submit_chain(sub, chain, then_overrides, slurm_cfg, dry_run)
     return out
+
+
+def _check_chain(chain: Sequence[tuple[str, str | None]], then_overrides: dict[str, list[str]],
+                 run_dir: Path) -> None:
+    """Loads the config of every chained job of the run in ``run_dir`` (keys, types, values, cross-field rules).
+
+    Raises:
+        ConfigError: The first chained job whose config is wrong.
+    """
+    for task, config in chain:
+        overrides = _eval_overrides(task, run_dir) + list(then_overrides.get(task, []))
+        load_config(load_entry_point(resolve_entry_point(task)).CONFIG, config, overrides)
 
 
 def _submit_chain(first: Submission, chain: Sequence[tuple[str, str | None]],
@@ -252,7 +266,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         slurm_cfg = replace(OmegaConf.to_object(slurm_cfg), cluster=args.cluster or slurm_cfg.cluster)
         subs = submit(args.task, args.config, job_overrides, slurm_cfg, args.grid, args.then, args.dry_run,
                       eval_overrides)
-    except (ConfigError, ValueError, TypeError, ImportError) as exc:
+    except ConfigError as exc:  # a job's or a chained job's config: nothing was printed or queued
+        parser.exit(2, f"config error: {exc}\n")
+    except (ValueError, TypeError, ImportError) as exc:
         parser.exit(2, f"error: {exc}\n")
     except FailedJobError as exc:  # --cluster local/debug: the job ran here and failed
         parser.exit(1, f"job failed: {exc}\n")

@@ -6,7 +6,7 @@ import itertools
 import re
 from collections.abc import Sequence
 
-from pretrain.config import ConfigError
+from pretrain.configuration import ConfigError
 
 
 def expand_grid(grid: Sequence[str]) -> list[list[str]]:

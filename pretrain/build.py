@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from pretrain.amp import grad_scaler, resolve_amp
-from pretrain.config import ConfigError, PretrainConfig
+from pretrain.config import PretrainConfig
+from pretrain.configuration import ConfigError
 from pretrain.data.batched_loader import BatchedMultiCropLoader
 from pretrain.data.datasets import build_dataset
 from pretrain.data.fashion_mnist import ensure_fashion_mnist
@@ -107,7 +108,7 @@ def compile_backbone(backbone: nn.Module, backend: str = "inductor") -> None:
     backbone.forward_features = torch.compile(backbone.forward_features, backend=backend)
 
 
-def build_loss(cfg: PretrainConfig) -> nn.Module:
+def build_pretrain_loss(cfg: PretrainConfig) -> nn.Module:
     """The objective: ``iBOTLoss`` (keys ``cls.center``, ``patch.center``) or DINO's [CLS] loss."""
     lc = cfg.loss
     return build_objective(lc.method, cfg.head.out_dim, cfg.head.patch_out_dim, cfg.data.n_global,
@@ -167,7 +168,7 @@ def build_pretrain_data(cfg: PretrainConfig, dist: DistInfo, device: torch.devic
     d = cfg.data
     spec = crop_spec(cfg)
     if d.loader == "ffcv":
-        from pretrain.data.ffcv_loader import build_ffcv_pretrain_loader
+        from pretrain.data.ffcv.loader import build_ffcv_pretrain_loader
 
         loader = build_ffcv_pretrain_loader(d.ffcv_path, spec, batch_size=d.batch_size,
                                             num_workers=d.num_workers, seed=cfg.run.seed,
@@ -207,7 +208,7 @@ def build_run(cfg: PretrainConfig, device: torch.device, dist: DistInfo) -> Run:
     student = build_network(cfg, student=True).to(device)
     teacher = build_network(cfg, student=False).to(device)
     ema = EMATeacher(student, teacher)
-    loss = build_loss(cfg).to(device)
+    loss = build_pretrain_loss(cfg).to(device)
     masker = build_masker_from(cfg)
     total_batch = cfg.data.batch_size * dist.world_size
     optimizer = build_optimizer_from(cfg, student, total_batch)

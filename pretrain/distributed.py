@@ -16,7 +16,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from pretrain.config import ConfigError
+from pretrain.configuration import ConfigError
 
 log = logging.getLogger(__name__)
 

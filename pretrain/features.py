@@ -83,6 +83,16 @@ def _grid_pool(tokens: torch.Tensor, image_hw: torch.Size, cells: int) -> torch.
     return torch.nn.functional.adaptive_avg_pool2d(grid, cells).flatten(1)
 
 
+def _autocast_dtype(kinds: Sequence[str], amp: str, device: torch.device) -> torch.dtype | None:
+    """The forward's autocast dtype (None: float32) after checking ``kinds`` and ``amp``."""
+    for kind in kinds:
+        if kind not in KINDS:
+            raise ValueError(f"unknown feature kind {kind!r}; choose one of {', '.join(KINDS)}")
+    if amp not in _AMP:
+        raise ValueError(f"amp={amp!r}: choose one of {', '.join(_AMP)}")
+    return _AMP["bf16" if amp == "auto" and device.type == "cuda" else amp]
+
+
 @torch.no_grad()
 def extract(model: nn.Module, loader: Iterable, kinds: Sequence[str] = ("pooled",),
             device: str | torch.device = "cpu", amp: str = "auto", mean: Sequence[float] = IMAGENET_MEAN,
@@ -111,14 +121,9 @@ def extract(model: nn.Module, loader: Iterable, kinds: Sequence[str] = ("pooled"
     Raises:
         ValueError: Unknown kind, or nothing extracted.
     """
-    for kind in kinds:
-        if kind not in KINDS:
-            raise ValueError(f"unknown feature kind {kind!r}; choose one of {', '.join(KINDS)}")
-    if amp not in _AMP:
-        raise ValueError(f"amp={amp!r}: choose one of {', '.join(_AMP)}")
     device = torch.device(device)
+    dtype = _autocast_dtype(kinds, amp, device)
     model = model.to(device)
-    dtype = _AMP["bf16" if amp == "auto" and device.type == "cuda" else amp]
     # Rows are written into arrays sized from the dataset length when it is known, so the
     # features are held once (no list of batches + concatenated copy at the end).
     total = len(loader.dataset) if hasattr(loader, "dataset") else None

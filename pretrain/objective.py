@@ -33,11 +33,8 @@ class DINOObjective(nn.Module):
         self.cls = DINOLoss(out_dim, n_global, n_local, student_temp, center_momentum, centering)
         self.lambda_cls = lambda_cls
 
-    def forward(self, student_cls: Tensor, teacher_cls: Tensor, student_patch: Tensor | None = None,
-                teacher_patch: Tensor | None = None, masks: Tensor | None = None,
-                teacher_temp: float | Tensor = 0.07, teacher_patch_temp: float | Tensor | None = None,
-                patch_index: Tensor | None = None) -> iBOTLossTerms:
-        """``student_cls`` ((G+L)*B, K), ``teacher_cls`` (G*B, K); the patch arguments are ignored."""
+    def forward(self, student_cls: Tensor, teacher_cls: Tensor, teacher_temp: float | Tensor = 0.07) -> iBOTLossTerms:
+        """``student_cls`` ((G+L)*B, K), ``teacher_cls`` (G*B, K) -> terms with a zero patch term."""
         cls = self.cls(student_cls, teacher_cls, teacher_temp)
         return iBOTLossTerms(self.lambda_cls * cls, cls, cls.new_zeros(()))
 

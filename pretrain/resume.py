@@ -12,12 +12,16 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from pretrain.config import ConfigError, PretrainConfig, to_dict
+from pretrain.config import PretrainConfig
+
+# keys that decide the shapes of the saved tensors (the architecture and the objective)
+
+from pretrain.configuration import ConfigError, to_dict
 
 # keys that decide the shapes of the saved tensors (the architecture and the objective)
 _MODEL_SECTIONS = ("model", "head")
 _MODEL_KEYS = ("loss.method", "data.global_size")
-_NOT_ARCHITECTURE = ("model.drop_path_rate", "model.attention")  # may change on a resume
+_MAY_CHANGE_ON_RESUME = ("model.drop_path_rate", "model.attention")  # may change on a resume
 
 
 def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -31,7 +35,7 @@ def model_keys(config: dict[str, Any]) -> dict[str, Any]:
     """The architecture-defining entries of a config dict (dotted keys)."""
     flat = _flat(config)
     return {k: v for k, v in flat.items()
-            if (k.split(".")[0] in _MODEL_SECTIONS or k in _MODEL_KEYS) and k not in _NOT_ARCHITECTURE}
+            if (k.split(".")[0] in _MODEL_SECTIONS or k in _MODEL_KEYS) and k not in _MAY_CHANGE_ON_RESUME}
 
 
 def check_resumable(cfg: PretrainConfig, ckpt: dict[str, Any], path: str | os.PathLike) -> None:

@@ -24,7 +24,8 @@ from torch import nn
 
 from pretrain.amp import autocast_context
 from pretrain.checkpoint import FORMAT, atomic_save, rng_state, set_rng_state
-from pretrain.config import PretrainConfig, to_dict
+from pretrain.config import PretrainConfig
+from pretrain.configuration import to_dict
 from pretrain.distributed import DistInfo, all_gather_objects
 from pretrain.models.teacher_student import EMATeacher, MultiCropNetwork
 from pretrain.optim import Schedules

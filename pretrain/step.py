@@ -126,10 +126,12 @@ def forward_losses(m: StepModules, glob: torch.Tensor, loc: torch.Tensor | None,
         s_glob, s_loc = m.student(glob, loc, masks, index)
     s_cls = s_glob.cls_logits if s_loc is None else torch.cat([s_glob.cls_logits, s_loc])
     extra = {"student_pooled": s_glob.pooled} if isinstance(m.loss, KoLeoObjective) else {}
-    terms = m.loss(s_cls.float(), t_out.cls_logits.float(),
-                   s_glob.patch_logits.float() if with_patch else None,
-                   t_out.patch_logits.float() if with_patch else None,
-                   loss_masks, teacher_temp, teacher_patch_temp, patch_index=index, **extra)
+    if with_patch:  # iBOT: [CLS] and masked-patch terms
+        terms = m.loss(s_cls.float(), t_out.cls_logits.float(), s_glob.patch_logits.float(),
+                       t_out.patch_logits.float(), loss_masks, teacher_temp, teacher_patch_temp, patch_index=index,
+                       **extra)
+    else:  # DINO: the [CLS] term only
+        terms = m.loss(s_cls.float(), t_out.cls_logits.float(), teacher_temp, **extra)
     zero = terms.cls.new_zeros(())
     return StepOutput(
         loss=terms.total, loss_cls=terms.cls.detach(), loss_patch=terms.patch.detach(),
@@ -171,11 +173,27 @@ class StudentCall(nn.Module):
         return out, (self.net.forward_local(loc) if loc is not None else None)
 
 
-def optimizer_step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None,
-                   loss: torch.Tensor, student: nn.Module, clip: float,
-                   sched: dict[str, float], step: int, freeze_steps: int, clip_mode: str = "per_param") -> torch.Tensor:
-    """Backward, clip (``clip_mode``: see :func:`pretrain.optim.clip_gradients_`), (skip if
-    non-finite), update. Returns a 0-dim bool 'step was finite'.
+@dataclass(frozen=True)
+class UpdateSettings:
+    """How :func:`optimizer_step` treats the gradients.
+
+    Attributes:
+        clip: Gradient-norm threshold (<= 0: no clipping).
+        clip_mode: ``per_param`` (DINO / iBOT's ``clip_gradients``) or ``global``
+            (see :func:`pretrain.optim.clip_gradients_`).
+        freeze_last_layer_steps: Steps during which the heads' last layer gets no gradient.
+    """
+
+    clip: float = 3.0
+    clip_mode: str = "per_param"
+    freeze_last_layer_steps: int = 0
+
+
+def optimizer_step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None, student: nn.Module,
+                   loss: torch.Tensor, sched: dict[str, float], step: int, settings: UpdateSettings) -> torch.Tensor:
+    """Backward, clip, (skip if non-finite), update. Returns a 0-dim bool 'step was finite'.
+
+    ``sched`` holds this step's ``lr`` and ``wd``; ``step`` is the global step (for the frozen last layer).
 
     A non-finite loss or gradient skips the update on the device: the fused AdamW kernel reads
     ``found_inf`` and leaves weights and moments untouched, so no host sync is needed.
@@ -187,8 +205,8 @@ def optimizer_step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScale
         scaler.unscale_(optimizer)
     else:
         loss.backward()
-    cancel_last_layer_grads_(student, step, freeze_steps)
-    norm = clip_gradients_(student, clip if clip > 0 else float("inf"), clip_mode)
+    cancel_last_layer_grads_(student, step, settings.freeze_last_layer_steps)
+    norm = clip_gradients_(student, settings.clip if settings.clip > 0 else float("inf"), settings.clip_mode)
     finite = torch.isfinite(loss.detach()) & torch.isfinite(norm)
     if scaler is not None:
         scaler.step(optimizer)  # the scaler does its own inf check (and its own sync)

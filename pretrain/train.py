@@ -22,12 +22,14 @@ import torch
 
 from pretrain.build import build_run, configure_logging, seed_everything
 from pretrain.checkpoint import latest_good_checkpoint, remove_stale_temporaries, save_step_checkpoint
-from pretrain.config import ConfigError, PretrainConfig, parse_args, save_config
+from pretrain.config import PretrainConfig
+from pretrain.configuration import ConfigError, parse_args, save_config
 from pretrain.distributed import barrier, cleanup, init_distributed, select_device
 from pretrain.preemption import REQUESTS, Preempted, install_signal_handlers, request_checkpoint
 from pretrain.resume import check_resumable, check_writable
 from pretrain.state import Run, TrainState, checkpoint_state, restore, save_final
-from pretrain.step import StepModules, forward_losses, optimizer_step, to_device_crops
+from pretrain.loop_settings import LoopSettings
+from pretrain.step import StepModules, UpdateSettings, forward_losses, optimizer_step, to_device_crops
 from pretrain.tensorboard import RunMonitor, attention_picture
 
 log = logging.getLogger("pretrain.train")
@@ -66,7 +68,7 @@ def run(cfg: PretrainConfig) -> dict[str, Any]:
                  state.epoch, state.batch_in_epoch)
     monitor = RunMonitor(out / "tensorboard", dist.is_main, r.total_steps, state.step, cfg.run.progress)
     try:
-        _loop(r, state, monitor)
+        _loop(r, state, monitor, loop_settings(cfg, r.steps_per_epoch))
     finally:
         monitor.close()
     summary = {"step": state.step, "epoch": state.epoch, "output_dir": str(out),
@@ -80,53 +82,62 @@ def run(cfg: PretrainConfig) -> dict[str, Any]:
     return summary
 
 
-def _loop(r: Run, state: TrainState, monitor: RunMonitor) -> None:
-    max_steps = r.cfg.run.max_steps if r.cfg.run.max_steps > 0 else r.total_steps
-    while state.epoch < r.cfg.optim.epochs and state.step < max_steps:
+def loop_settings(cfg: PretrainConfig, steps_per_epoch: int) -> LoopSettings:
+    """The loop's typed settings from the config (the only place the loop's values are read from it)."""
+    run_cfg, optim = cfg.run, cfg.optim
+    return LoopSettings(
+        epochs=optim.epochs, max_steps=run_cfg.max_steps, log_every_steps=run_cfg.log_every_steps,
+        ckpt_every_steps=run_cfg.ckpt_every_steps, keep_last=run_cfg.keep_last,
+        image_every_steps=run_cfg.image_every_steps, max_nonfinite_steps=run_cfg.max_nonfinite_steps,
+        knn_every_epochs=cfg.knn.every_epochs, n_global=cfg.data.n_global, patch_selection=run_cfg.patch_selection,
+        update=UpdateSettings(optim.clip_grad, optim.clip_mode, optim.freeze_last_layer_epochs * steps_per_epoch))
+
+
+def _loop(r: Run, state: TrainState, monitor: RunMonitor, s: LoopSettings) -> None:
+    max_steps = s.max_steps if s.max_steps > 0 else r.total_steps
+    while state.epoch < s.epochs and state.step < max_steps:
         r.loader.set_epoch(state.epoch, state.batch_in_epoch)
         with torch.random.fork_rng(devices=[]):  # creating the iterator must not move our RNG
             batches = iter(r.loader)
         for batch in batches:
-            _train_step(r, state, monitor, batch)
-            if state.step % r.cfg.run.log_every_steps == 0:
-                _log(r, state, monitor)
-            requested = REQUESTS.poll(r.world_size, r.device, state.step, r.cfg.run.log_every_steps)
-            if requested or state.step % r.cfg.run.ckpt_every_steps == 0:
-                _checkpoint(r, state)
+            _train_step(r, state, monitor, batch, s)
+            if state.step % s.log_every_steps == 0:
+                _log(r, state, monitor, s)
+            requested = REQUESTS.poll(r.world_size, r.device, state.step, s.log_every_steps)
+            if requested or state.step % s.ckpt_every_steps == 0:
+                _checkpoint(r, state, s)
             if state.step >= max_steps:
                 break
         if state.batch_in_epoch >= r.steps_per_epoch:  # the epoch ran to its end
             state.epoch, state.batch_in_epoch = state.epoch + 1, 0
-            _end_of_epoch(r, state, monitor)
-    _log(r, state, monitor)
+            _end_of_epoch(r, state, monitor, s)
+    _log(r, state, monitor, s)
     if state.last_ckpt_step != state.step:  # stopped by max_steps: keep the position too
-        _checkpoint(r, state)
+        _checkpoint(r, state, s)
 
 
-def _train_step(r: Run, state: TrainState, monitor: RunMonitor, batch) -> None:
-    cfg = r.cfg
+def _train_step(r: Run, state: TrainState, monitor: RunMonitor, batch, s: LoopSettings) -> None:
     sched = r.schedules.at(state.step)
     glob, loc = to_device_crops(batch, r.device, r.mean, r.std)
     modules = StepModules(r.student_call, r.teacher, r.loss, r.masker, r.mask_generator)
     res = forward_losses(modules, glob, loc, sched["teacher_temp"], sched["teacher_patch_temp"], r.autocast(),
-                         cfg.run.patch_selection)
-    finite = optimizer_step(r.optimizer, r.scaler, res.loss, r.student, cfg.optim.clip_grad, sched,
-                            state.step, cfg.optim.freeze_last_layer_epochs * r.steps_per_epoch, cfg.optim.clip_mode)
+                         s.patch_selection)
+    finite = optimizer_step(r.optimizer, r.scaler, r.student, res.loss, sched, state.step, s.update)
     r.ema.update(sched["momentum"])
     state.track_finite(finite)
     state.step += 1
     state.batch_in_epoch += 1
     monitor.accumulate({"loss": res.loss.detach(), "loss_cls": res.loss_cls,
-                        "loss_patch": res.loss_patch, "loss_koleo": res.loss_koleo, "masked_fraction": res.masked_fraction,
-                        "attn_entropy": res.attn_entropy}, glob.shape[0] // cfg.data.n_global * r.world_size)
+                        "loss_patch": res.loss_patch, "loss_koleo": res.loss_koleo,
+                        "masked_fraction": res.masked_fraction, "attn_entropy": res.attn_entropy},
+                       glob.shape[0] // s.n_global * r.world_size)
     # the picture of the step just trained, at the same step number as that step's scalars
-    if cfg.run.image_every_steps > 0 and state.step % cfg.run.image_every_steps == 0:
+    if s.image_every_steps > 0 and state.step % s.image_every_steps == 0:
         monitor.image("train/crops_attention_masks",
                       attention_picture(res.images, res.scores, res.masks, r.mean, r.std), state.step)
 
 
-def _check_finite(r: Run, state: TrainState) -> None:
-    limit = r.cfg.run.max_nonfinite_steps
+def _check_finite(r: Run, state: TrainState, limit: int) -> None:
     if state.max_consecutive_nonfinite() >= limit:
         raise NonFiniteLossError(
             f"{limit} consecutive steps had a non-finite loss or gradient "
@@ -135,8 +146,8 @@ def _check_finite(r: Run, state: TrainState) -> None:
             "run.amp=bf16 instead of fp16, or check the data for broken images.")
 
 
-def _log(r: Run, state: TrainState, monitor: RunMonitor) -> None:
-    _check_finite(r, state)
+def _log(r: Run, state: TrainState, monitor: RunMonitor, s: LoopSettings) -> None:
+    _check_finite(r, state, s.max_nonfinite_steps)
     sched = r.schedules.at(max(state.step - 1, 0))
     values = monitor.flush_scalars(state.step, {**sched, "nonfinite_steps": float(state.skipped),
                                                 "skipped_images": float(r.skipped_images)})
@@ -146,19 +157,19 @@ def _log(r: Run, state: TrainState, monitor: RunMonitor) -> None:
                  values["img_per_s"])
 
 
-def _checkpoint(r: Run, state: TrainState) -> None:
-    _check_finite(r, state)  # never write a checkpoint after a run of bad steps
+def _checkpoint(r: Run, state: TrainState, s: LoopSettings) -> None:
+    _check_finite(r, state, s.max_nonfinite_steps)  # never write a checkpoint after a run of bad steps
     payload = checkpoint_state(r, state)  # collective: every rank's RNG
     if r.dist.is_main:
-        path = save_step_checkpoint(payload, r.output_dir, r.cfg.run.keep_last)
+        path = save_step_checkpoint(payload, r.output_dir, s.keep_last)
         log.info("checkpoint %s", path)
     state.last_ckpt_step = state.step
     barrier()
     REQUESTS.answered(state.step)  # raises Preempted after a stop request
 
 
-def _end_of_epoch(r: Run, state: TrainState, monitor: RunMonitor) -> None:
-    every = r.cfg.knn.every_epochs
+def _end_of_epoch(r: Run, state: TrainState, monitor: RunMonitor, s: LoopSettings) -> None:
+    every = s.knn_every_epochs
     if every > 0 and state.epoch % every == 0:
         if r.dist.is_main:
             state.last_knn = r.knn.evaluate(r.teacher.backbone, r.device, r.amp)
@@ -166,7 +177,7 @@ def _end_of_epoch(r: Run, state: TrainState, monitor: RunMonitor) -> None:
             log.info("epoch %d: online k-NN top-1 %.2f%%", state.epoch, state.last_knn)
         barrier()
     if state.last_ckpt_step != state.step:  # not twice when the epoch ends on a periodic one
-        _checkpoint(r, state)
+        _checkpoint(r, state, s)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -33,7 +33,7 @@ from downstream.localization.metrics import (
 )
 from pretrain.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_on_device
 
-__all__ = ["Collected", "evaluate_backbone"]
+__all__ = ["Collected", "LocSettings", "evaluate_backbone"]
 
 
 @dataclass
@@ -56,12 +56,43 @@ def _best_head(head_maps: np.ndarray, gt: np.ndarray, thresholds: np.ndarray, na
     return int(np.argmax(scores))
 
 
+@dataclass(frozen=True)
+class LocSettings:
+    """How :func:`evaluate_backbone` makes and scores the maps.
+
+    Attributes:
+        interval: Threshold step of the box metrics (wsolevaluation's ``cam_curve_interval``).
+        block: Attention of this block (-1 = last).
+        source: ``auto``, ``cls`` or ``simpool`` (see :func:`~downstream.localization.maps.attention_maps`).
+        heads: ``mean``, ``all``, ``best`` or a head index (:func:`~downstream.localization.maps.parse_heads`).
+        per_head: Also the CorLoc of every head and of the best head.
+        lost: Also the CorLoc of LOST boxes.
+        mass: Share of attention kept by the CorLoc box rule.
+        mean, std: Normalisation of the 0..255 images.
+        with_masks: Score PxAP (every sample has a mask).
+        keep_maps: Keep every scored map (N, S, S) in the result's ``maps``.
+        pictures: Images kept for the picture grid.
+        progress: tqdm bar.
+    """
+
+    interval: float = 0.01
+    block: int = -1
+    source: str = "auto"
+    heads: str | int = "mean"
+    per_head: bool = True
+    lost: bool = False
+    mass: float = 0.6
+    mean: tuple[float, ...] = tuple(IMAGENET_MEAN)
+    std: tuple[float, ...] = tuple(IMAGENET_STD)
+    with_masks: bool = False
+    keep_maps: bool = False
+    pictures: int = 0
+    progress: bool = True
+
+
 @torch.no_grad()
-def evaluate_backbone(model: nn.Module, loader, interval: float = 0.01, block: int = -1, source: str = "auto",
-                      heads: str = "mean", per_head: bool = True, lost: bool = False, mass: float = 0.6,
-                      mean=IMAGENET_MEAN, std=IMAGENET_STD, device: str | torch.device = "cpu",
-                      with_masks: bool = False, keep_maps: bool = False, pictures: int = 0,
-                      progress: bool = True) -> tuple[dict, Collected]:
+def evaluate_backbone(model: nn.Module, loader, settings: LocSettings = LocSettings(),
+                      device: str | torch.device = "cpu") -> tuple[dict, Collected]:
     """Evaluate ``model``'s attention on a loader of :func:`~downstream.localization.dataset.collate` batches.
 
     Returns:
@@ -71,40 +102,41 @@ def evaluate_backbone(model: nn.Module, loader, interval: float = 0.01, block: i
     """
     device = torch.device(device)
     model = model.to(device)
-    thresholds = thresholds_for(interval)
-    scorer, base = MapScorer(interval, with_masks), MapScorer(interval, with_masks)
+    opts = settings
+    thresholds = thresholds_for(opts.interval)
+    scorer, base = MapScorer(opts.interval, opts.with_masks), MapScorer(opts.interval, opts.with_masks)
     head_pred: list[list[np.ndarray]] = []
     lost_pred: list[np.ndarray] = []
     gts: list[np.ndarray] = []
     got = Collected()
     p = patch_size_of(model)
-    for images, samples in tqdm(loader, desc="localization", unit="batch", disable=not progress, leave=False):
-        x = normalize_on_device(images.to(device), tuple(mean), tuple(std))
+    for images, samples in tqdm(loader, desc="localization", unit="batch", disable=not opts.progress, leave=False):
+        x = normalize_on_device(images.to(device), tuple(opts.mean), tuple(opts.std))
         size = tuple(x.shape[-2:])
         grid = (size[0] // p, size[1] // p)
-        att = attention_maps(model, x, block=block, source=source)  # (B, h, gh, gw)
+        att = attention_maps(model, x, block=opts.block, source=opts.source)  # (B, h, gh, gw)
         n_heads = att.shape[1]
-        chosen = select_heads(att, heads if heads in ("mean", "best", "all") else int(heads))
+        chosen = select_heads(att, opts.heads)
         full = upsample(chosen, size).cpu().numpy()  # (B, S, S) or (B, h, S, S)
         mass_att = att.mean(1) if chosen.dim() == 4 else chosen  # CorLoc of the scored map
-        boxes_main = mass_boxes(mass_att.flatten(1), grid, p, size, mass)
-        if per_head and n_heads > 1:
-            per = [mass_boxes(att[:, h].flatten(1), grid, p, size, mass) for h in range(n_heads)]
+        boxes_main = mass_boxes(mass_att.flatten(1), grid, p, size, opts.mass)
+        if opts.per_head and n_heads > 1:
+            per = [mass_boxes(att[:, h].flatten(1), grid, p, size, opts.mass) for h in range(n_heads)]
             head_pred.extend(np.stack(per, 1))
-        if lost:
+        if opts.lost:
             lost_pred.extend(lost_boxes(patch_keys(model, x), grid, p, size))
         gauss = centre_gaussian(*size)
         for i, s in enumerate(samples):
             m = full[i]
             if m.ndim == 3:  # heads=best (oracle per image) or all (scored as the mean)
-                m = m[_best_head(m, s.boxes, thresholds, s.name)] if heads == "best" else m.mean(0)
+                m = m[_best_head(m, s.boxes, thresholds, s.name)] if opts.heads == "best" else m.mean(0)
             scorer.add(m, s.boxes, s.mask, s.name, corloc_box=boxes_main[i])
             base.add(gauss, s.boxes, s.mask, s.name)
             gts.append(to_continuous(s.boxes))
-            if keep_maps:
+            if opts.keep_maps:
                 got.maps.append(m.astype(np.float32))
                 got.names.append(s.name)
-            if len(got.picture_images) < pictures:
+            if len(got.picture_images) < opts.pictures:
                 got.picture_images.append(images[i].permute(1, 2, 0).cpu().numpy())
                 got.picture_maps.append(m)
                 got.picture_gt.append(s.boxes)
@@ -114,7 +146,7 @@ def evaluate_backbone(model: nn.Module, loader, interval: float = 0.01, block: i
         per_head_corloc = [corloc([hp[h] for hp in head_pred], gts) for h in range(len(head_pred[0]))]
         results["CorLoc_per_head"] = {f"head{h}": v for h, v in enumerate(per_head_corloc)}
         results["CorLoc_best_head"] = max(per_head_corloc)
-    if lost:
+    if opts.lost:
         results["CorLoc_LOST"] = corloc(lost_pred, gts)
     results["best_threshold"] = results["best_threshold_IoU50"]
     return results, got

@@ -28,6 +28,8 @@ from downstream.eval_cli import parse_with_aliases, save_beside
 from downstream.backbone import ModelSpec, build_backbone
 from pretrain.distributed import select_device
 from downstream.results import log_results, tensorboard_dir, write_json
+from downstream.settings import EvalSettings, check_float32_only
+from pretrain.configuration import ConfigError, choice, register_check
 from pretrain.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 log = logging.getLogger(__name__)
@@ -39,7 +41,7 @@ __all__ = ["CONFIG", "LocDataConfig", "LocalizationConfig", "main", "run", "scor
 class LocDataConfig:
     """Images with boxes in a standard layout (see :mod:`downstream.localization.parsers`)."""
 
-    format: str = "wsol"  # wsol | cub | voc | coco
+    format: str = choice("wsol", "cub", "voc", "coco")
     root: str = ""  # image root (wsol: paths in image_ids.txt are relative to it)
     metadata: str = ""  # wsol: metadata folder (default root/metadata/<split>); coco: the JSON
     split: str = "test"  # cub: train | test | all; voc: ImageSets/Main/<split>.txt ("all": every XML)
@@ -53,7 +55,7 @@ class LocDataConfig:
 
 
 @dataclass
-class LocalizationConfig:
+class LocalizationConfig(EvalSettings):
     checkpoint: str = ""
     model: ModelSpec = field(default_factory=ModelSpec)
     data: LocDataConfig = field(default_factory=LocDataConfig)
@@ -61,7 +63,7 @@ class LocalizationConfig:
     boxes: str = ""  # boxes.json for maps=
     masks: str = ""  # optional masks .npz for maps= (PxAP)
     block: int = -1  # attention of this block (-1 = last)
-    source: str = "auto"  # auto | cls | simpool
+    source: str = choice("auto", "cls", "simpool")
     heads: str = "mean"  # mean | best (oracle per image) | all (mean of all) | <head index>
     per_head: bool = True  # CorLoc of every head and of the best head
     lost: bool = False  # also CorLoc of LOST boxes (last block keys)
@@ -69,13 +71,27 @@ class LocalizationConfig:
     cam_curve_interval: float = 0.01  # threshold step (wsolevaluation's config: 0.001)
     save_maps: str = ""  # write the scored maps (N, S, S) to this .npz
     pictures: int = 16  # images in the PNG grid beside output (0: none)
-    output: str = ""
-    tensorboard: str = ""  # default <folder of output>/tensorboard
-    device: str = "auto"
-    progress: bool = True
 
 
 CONFIG = LocalizationConfig
+
+
+def check_localization(cfg: LocalizationConfig) -> None:
+    """Cross-field checks, run when the config is parsed (before any file is read)."""
+    from downstream.localization.maps import parse_heads
+
+    try:
+        parse_heads(cfg.heads)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if bool(cfg.maps) != bool(cfg.boxes):
+        raise ConfigError("give both maps=<maps.npz> and boxes=<boxes.json> (or neither, with a checkpoint)")
+    check_float32_only(cfg, "localization (attention maps)")
+    if not 0 < cfg.mass <= 1 or not 0 < cfg.cam_curve_interval < 1:
+        raise ConfigError(f"need 0 < mass <= 1 and 0 < cam_curve_interval < 1, got {cfg.mass}, {cfg.cam_curve_interval}")
+
+
+register_check(LocalizationConfig, check_localization)
 
 
 def _load_boxes(path: str, n: int) -> list[np.ndarray]:
@@ -118,7 +134,8 @@ def score_files(maps: str, boxes: str, masks: str = "", interval: float = 0.01, 
 def _run_model(cfg: LocalizationConfig) -> tuple[dict, object]:
     import torch
 
-    from downstream.localization.backbone_eval import evaluate_backbone
+    from downstream.localization.backbone_eval import LocSettings, evaluate_backbone
+    from downstream.localization.maps import parse_heads
     from downstream.localization.dataset import LocDataset, collate
     from downstream.localization.parsers import parse
 
@@ -134,9 +151,10 @@ def _run_model(cfg: LocalizationConfig) -> tuple[dict, object]:
     model = build_backbone(cfg.checkpoint, cfg.model, d.image_size)
     loader = torch.utils.data.DataLoader(LocDataset(records, d.image_size), batch_size=d.batch_size,
                                          num_workers=d.num_workers, collate_fn=collate)
-    results, got = evaluate_backbone(model, loader, cfg.cam_curve_interval, cfg.block, cfg.source, cfg.heads,
-                                     cfg.per_head, cfg.lost, cfg.mass, d.mean, d.std, device, with_masks,
-                                     keep_maps=bool(cfg.save_maps), pictures=cfg.pictures, progress=cfg.progress)
+    settings = LocSettings(cfg.cam_curve_interval, cfg.block, cfg.source, parse_heads(cfg.heads), cfg.per_head,
+                           cfg.lost, cfg.mass, tuple(d.mean), tuple(d.std), with_masks, bool(cfg.save_maps),
+                           cfg.pictures, cfg.progress)
+    results, got = evaluate_backbone(model, loader, settings, device)
     results["num_images"] = len(records)
     results["skipped"] = parsed.notes
     if cfg.save_maps:

@@ -24,7 +24,7 @@ from torch import nn
 
 from pretrain.models.attention import cls_attention
 
-__all__ = ["HEAD_MODES", "attention_maps", "patch_keys", "patch_size_of", "save_maps", "select_heads",
+__all__ = ["HEAD_MODES", "attention_maps", "parse_heads", "patch_keys", "patch_size_of", "save_maps", "select_heads",
            "upsample"]
 
 HEAD_MODES = ("mean", "all", "best")  # or an int: one head
@@ -132,6 +132,19 @@ def patch_keys(model: nn.Module, images: torch.Tensor, block: int = -1) -> torch
     _, k = _queries_keys(_block_attn(model, block), store["x"])  # (B, h, T, d)
     k = k[:, :, _prefix_tokens(model):]
     return k.transpose(1, 2).reshape(k.shape[0], k.shape[2], -1).float()
+
+
+def parse_heads(text: str | int) -> str | int:
+    """The ``heads=`` setting as a typed value: one of :data:`HEAD_MODES`, or a head index (int).
+
+    Raises:
+        ValueError: Neither a mode nor a whole number (names the valid values).
+    """
+    if isinstance(text, int) or text in HEAD_MODES:
+        return text
+    if text.strip().lstrip("-").isdigit():
+        return int(text)
+    raise ValueError(f"heads={text!r} is neither one of {', '.join(HEAD_MODES)} nor a head index (e.g. heads=0)")
 
 
 def select_heads(maps: torch.Tensor, heads: str | int = "mean") -> torch.Tensor:

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from downstream.backbone import ModelSpec
 from downstream.pose.losses import LOSS_INIT, PoseLoss
 from downstream.pose.model import PoseHead
+from downstream.settings import EvalSettings, check_float32_only
+from pretrain.configuration import choice, register_check
 from pretrain.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 
@@ -21,7 +23,7 @@ class PoseDataSpec:
     image_size: int = 112  # square input side (short side resized, centre crop)
     mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
     std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
-    workers: int = 0
+    num_workers: int = 0
 
 
 @dataclass
@@ -36,9 +38,9 @@ class HeadSpec:
     dec_layers_x: int = 6
     enc_layers_q: int = 4
     dec_layers_q: int = 4
-    pos_encoding: str = "learned"  # learned (MS-Transformer) | sine (fixed DETR sine, Lee et al. 2024)
+    pos_encoding: str = choice("learned", "sine")  # learned (MS-Transformer) | sine (fixed DETR sine, Lee et al. 2024)
     qka_weight: float = 0.0  # 0.1 = Lee et al.'s query-key alignment loss, per branch
-    setting: str = "indoor"  # s_x, s_q init: indoor (0, -3) | outdoor (-3, -6.5)
+    setting: str = choice("indoor", "outdoor")  # s_x, s_q init: indoor (0, -3) | outdoor (-3, -6.5)
     learn_loss_weights: bool = True
 
 
@@ -57,8 +59,11 @@ class PoseOptim:
 
 
 @dataclass
-class PoseConfig:
-    """Pose regression on a pretrained backbone (train, then test)."""
+class PoseConfig(EvalSettings):
+    """Pose regression on a pretrained backbone (train, then test).
+
+    ``output`` default: <output_dir>/pose.json; ``tensorboard`` default: <output_dir>/tensorboard.
+    """
 
     checkpoint: str = ""  # backbone weights (any checkpoint downstream.features loads)
     model: ModelSpec = field(default_factory=ModelSpec)
@@ -68,12 +73,8 @@ class PoseConfig:
     finetune: bool = False  # train the backbone too
     cache_tokens: bool = True  # frozen backbone: compute its tokens once
     output_dir: str = ""  # default runs/pose
-    output: str = ""  # result JSON; default <output_dir>/pose.json
-    tensorboard: str = ""  # default <output_dir>/tensorboard
-    device: str = "auto"
     seed: int = 0
     threads: int = 0  # torch CPU threads (0 = torch's default)
-    progress: bool = True
     log_every_steps: int = 20
     ckpt_every_epochs: int = 1
     keep_last: int = 2
@@ -82,12 +83,20 @@ class PoseConfig:
     pictures: bool = True
 
 
+def check_pose(cfg: PoseConfig) -> None:
+    """Cross-field checks of the pose training config, run when it is parsed."""
+    check_float32_only(cfg, "pose regression")
+
+
+register_check(PoseConfig, check_pose)
+
+
 def build_head(spec: HeadSpec, num_scenes: int, in_dim: int, grid_hw: tuple[int, int]) -> PoseHead:
     return PoseHead(num_scenes, in_dim, grid_hw, spec.dim, spec.heads, spec.ffn, spec.dropout,
                     (spec.enc_layers_x, spec.dec_layers_x), (spec.enc_layers_q, spec.dec_layers_q), spec.pos_encoding)
 
 
-def build_loss(spec: HeadSpec) -> PoseLoss:
+def build_pose_loss(spec: HeadSpec) -> PoseLoss:
     if spec.setting not in LOSS_INIT:
         raise ValueError(f"head.setting must be one of {', '.join(LOSS_INIT)}, got {spec.setting!r}")
     return PoseLoss(*LOSS_INIT[spec.setting], learnable=spec.learn_loss_weights)

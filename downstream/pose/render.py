@@ -153,6 +153,23 @@ def write_frame(folder: Path, index: int, rgb: np.ndarray, depth: np.ndarray, po
     return Path(f"{stem}.color.png")
 
 
+def _render_row(p, client: int, pose: np.ndarray, size: int, fov: float, out: Path, scene: str, split: str,
+                seq: str, idx: int) -> list:
+    """Render one camera pose (4, 4), write its files; its CSV row (MS-Transformer's columns)."""
+    rgb, depth, _ = render_frame(p, client, pose, size, fov)
+    img = write_frame(out / scene / seq, idx, rgb, depth, pose)
+    q = matrix_to_quaternion(pose[:3, :3])
+    return [scene, split, seq, img.relative_to(out).as_posix(), *[f"{v:.6f}" for v in pose[:3, 3]],
+            *[f"{v:.8f}" for v in q]]
+
+
+def _write_csv(path: Path, rows: list[list]) -> None:
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["scene", "split", "seq", "img_path", "t1", "t2", "t3", "q1", "q2", "q3", "q4"])
+        writer.writerows(rows)
+
+
 def render_dataset(out: str | Path, scenes: int = 4, size: int = 96, train_frames: int = 200,
                    test_frames: int = 100, train_seqs: int = 2, fov: float = 60.0, seed: int = 0,
                    progress: bool = True) -> dict:
@@ -199,20 +216,13 @@ def render_dataset(out: str | Path, scenes: int = 4, size: int = 96, train_frame
                         for j in range(train_seqs)] + [("test", f"seq-{train_seqs + 1:02d}", test_frames)]
                 for split, seq, n in plan:
                     for idx, pose in enumerate(trajectory(rng, room, n)):
-                        rgb, depth, _ = render_frame(p, client, pose, size, fov)
-                        img = write_frame(out / name / seq, idx, rgb, depth, pose)
-                        q = matrix_to_quaternion(pose[:3, :3])
-                        rows.append([name, split, seq, img.relative_to(out).as_posix(),
-                                     *[f"{v:.6f}" for v in pose[:3, 3]], *[f"{v:.8f}" for v in q]])
+                        rows.append(_render_row(p, client, pose, size, fov, out, name, split, seq, idx))
                         frames += 1
                         bar.update(1)
     finally:
         p.disconnect(client)
         bar.close()
-    with open(out / "poses.csv", "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["scene", "split", "seq", "img_path", "t1", "t2", "t3", "q1", "q2", "q3", "q4"])
-        writer.writerows(rows)
+    _write_csv(out / "poses.csv", rows)
     seconds = time.perf_counter() - start
     info = {"frames": frames, "seconds": seconds, "frames_per_s": frames / max(seconds, 1e-9),
             "csv": str(out / "poses.csv"), "size": size, "scenes": scenes, "seed": seed}

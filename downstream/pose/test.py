@@ -13,126 +13,39 @@ encoder layer: self-attention entropy (nats), QKA distance, query-region purity 
 from __future__ import annotations
 
 import logging
-import math
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-from torch.utils.data import DataLoader
-
-from downstream.eval_cli import parse_with_aliases, save_beside
 from downstream.backbone import ModelSpec, build_backbone
-from pretrain.distributed import select_device
+from downstream.eval_cli import parse_with_aliases
 from downstream.pose.checkpoints import load_head_checkpoint
 from downstream.pose.config import HeadSpec, PoseDataSpec, build_head
 from downstream.pose.data import open_split
-from downstream.pose.metrics import (
-    attention_entropy,
-    orientation_error_deg,
-    per_scene_report,
-    position_error,
-    qka_distance,
-    query_region_purity,
-)
-from downstream.pose.tokens import in_channels, patch_tokens
-from downstream.results import log_results, tensorboard_dir, write_json
+from downstream.pose.evaluation import evaluate, format_results, write_outputs
+from downstream.pose.tokens import in_channels
+from downstream.settings import EvalSettings, check_float32_only
+from pretrain.configuration import register_check
+from pretrain.distributed import select_device
 
-log = logging.getLogger(__name__)
-
-
-@torch.no_grad()
-def predict(head, backbone, source, mean: Sequence[float], std: Sequence[float], device: torch.device,
-            batch_size: int = 64) -> dict[str, torch.Tensor]:
-    """Run the head (argmax scene) over (tokens | images, xyz, quat, scene) -> predictions and targets."""
-    head.eval()
-    out: dict[str, list] = {k: [] for k in ("x", "q", "scene_pred", "x_true", "q_true", "scene")}
-    t0, n = time.perf_counter(), 0
-    for first, xyz, quat, scene in DataLoader(source, batch_size=batch_size):
-        tokens = patch_tokens(backbone, first.to(device), mean, std) if first.dtype == torch.uint8 else first.to(device)
-        o = head(tokens.float())
-        for k, v in (("x", o.x), ("q", o.q), ("scene_pred", o.scene), ("x_true", xyz), ("q_true", quat),
-                     ("scene", torch.as_tensor(scene))):
-            out[k].append(v.cpu())
-        n += len(xyz)
-    res = {k: torch.cat(v) for k, v in out.items()}
-    res["frames_per_s"] = torch.tensor(n / max(time.perf_counter() - t0, 1e-9))
-    return res
-
-
-@torch.no_grad()
-def attention_diagnostics(head, tokens: torch.Tensor, neighbours: int = 10) -> dict[str, list[dict[str, float]]]:
-    """Per branch and encoder layer: entropy (and log N, its uniform maximum), QKA distance, mean purity."""
-    head.eval()
-    o = head(tokens, want_attn=True)
-    return {b: [{"layer": i, "entropy": float(attention_entropy(r.attn)), "uniform_entropy": math.log(r.attn.shape[-1]),
-                 "qka_distance": float(qka_distance(r.q, r.k)),
-                 "purity": float(query_region_purity(r.q, r.k, neighbours).mean())} for i, r in enumerate(recs)]
-            for b, recs in o.records.items()}
-
-
-def evaluate(head, backbone, source, scene_names: Sequence[str], mean: Sequence[float], std: Sequence[float],
-             device: torch.device, diag_frames: int = 64, neighbours: int = 10) -> tuple[dict, dict]:
-    """Errors and diagnostics on a test source; returns (results, predictions)."""
-    pred = predict(head, backbone, source, mean, std, device)
-    pe, oe = position_error(pred["x"], pred["x_true"]), orientation_error_deg(pred["q"], pred["q_true"])
-    results = per_scene_report(pe, oe, pred["scene"], pred["scene_pred"], scene_names)
-    results["overall"]["head_frames_per_s"] = float(pred["frames_per_s"])
-    idx = torch.linspace(0, len(source) - 1, min(diag_frames, len(source))).long()  # spread over scenes
-    first = torch.stack([source[int(i)][0] for i in idx]).to(device)
-    with torch.no_grad():
-        tokens = patch_tokens(backbone, first, mean, std) if first.dtype == torch.uint8 else first
-    results["attention"] = attention_diagnostics(head, tokens.float(), neighbours)
-    pred["diag_index"] = idx
-    return results, pred
-
-
-def format_results(results: dict) -> str:
-    """A text table: one line per scene, then the mean of medians and the attention entropies."""
-    lines = [f"{'scene':>12}  med pos (m)  med ori (deg)  acc   R(.25m,2)  R(.5m,5)  R(5m,10)"]
-    for name, s in {**results["scenes"], "mean": None}.items():
-        if s is None:
-            o = results["overall"]
-            s = {"median_pos_m": o["mean_of_median_pos_m"], "median_ori_deg": o["mean_of_median_ori_deg"],
-                 "scene_accuracy": o["scene_accuracy"], "recall": o["recall"]}
-        r = list(s["recall"].values())
-        lines.append(f"{name:>12}  {s['median_pos_m']:11.3f}  {s['median_ori_deg']:13.2f}  {s['scene_accuracy']:.2f}"
-                     f"  {r[0]:9.2f}  {r[1]:8.2f}  {r[2]:8.2f}")
-    for b, layers in results.get("attention", {}).items():
-        lines.append(f"{b} entropy per layer: " + " ".join(f"{d['entropy']:.2f}" for d in layers))
-    return "\n".join(lines)
-
-
-def write_outputs(results: dict, pred: dict, output: str, tensorboard: str, pictures: bool, config: object,
-                  head, source, image_set) -> None:
-    """JSON (+ the resolved ``config`` beside it), TensorBoard scalars and, if asked, the pictures."""
-    write_json(output, results)
-    save_beside(config, output)
-    log_results(tensorboard_dir(tensorboard, output), results, "pose")
-    if pictures:
-        from downstream.pose import pictures
-
-        pictures.save_all(Path(output).parent, results, pred, head, source, image_set)
+__all__ = ["CONFIG", "PoseTestConfig", "main", "run"]
 
 
 @dataclass
-class PoseTestConfig:
-    """Test a pose head written by downstream.pose.train."""
+class PoseTestConfig(EvalSettings):
+    """Test a pose head written by downstream.pose.train (``output`` default: <folder of head>/pose_test.json)."""
 
     head: str = ""  # pose_head.pt
     checkpoint: str = ""  # backbone; default: the one recorded in the head file
     model: ModelSpec = field(default_factory=ModelSpec)
     data: PoseDataSpec = field(default_factory=PoseDataSpec)
-    output: str = ""  # default <folder of head>/pose_test.json
-    tensorboard: str = ""
-    device: str = "auto"
     diag_frames: int = 64
     neighbours: int = 10
     pictures: bool = True
 
 
 CONFIG = PoseTestConfig
+register_check(PoseTestConfig, lambda cfg: check_float32_only(cfg, "pose testing"))
 
 
 def run(cfg: PoseTestConfig) -> dict:

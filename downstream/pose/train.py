@@ -29,9 +29,9 @@ from downstream.eval_cli import parse_with_aliases
 from downstream.backbone import build_backbone
 from pretrain.distributed import select_device
 from downstream.pose.checkpoints import latest_head_checkpoint, save_head_checkpoint
-from downstream.pose.config import PoseConfig, build_head, build_loss
+from downstream.pose.config import PoseConfig, build_head, build_pose_loss
 from downstream.pose.data import open_split
-from downstream.pose.test import evaluate, write_outputs
+from downstream.pose.evaluation import evaluate, write_outputs
 from downstream.pose.tokens import cache_tokens, in_channels, patch_tokens
 from downstream.results import tensorboard_dir
 
@@ -75,8 +75,34 @@ def resume(out_dir: Path, head, criterion, opt, sched, backbone=None) -> int:
     return int(state["epoch"])
 
 
+def _data(cfg: PoseConfig, backbone, device: torch.device) -> tuple:
+    """(train set, test set, train source, test source): the sources are cached tokens for a frozen backbone."""
+    chans = in_channels(backbone)
+    train_set = open_split(cfg.data.root, cfg.data.train_csv, cfg.data.train_split, cfg.data.image_size, chans)
+    test_set = open_split(cfg.data.root, cfg.data.test_csv or cfg.data.train_csv, cfg.data.test_split,
+                          cfg.data.image_size, chans, names=train_set.names)
+    if cfg.finetune or not cfg.cache_tokens:
+        return train_set, test_set, train_set, test_set
+    t0 = time.perf_counter()
+    train_src = cache_tokens(backbone, train_set, 64, device, cfg.data.mean, cfg.data.std, cfg.data.num_workers,
+                             cfg.progress, "train tokens")
+    test_src = cache_tokens(backbone, test_set, 64, device, cfg.data.mean, cfg.data.std, cfg.data.num_workers,
+                            cfg.progress, "test tokens")
+    log.info("backbone over %d frames: %.1f s", len(train_src) + len(test_src), time.perf_counter() - t0)
+    return train_set, test_set, train_src, test_src
+
+
+def _optimizer(cfg: PoseConfig, head, criterion, backbone) -> tuple:
+    """(Adam over head + loss weights, and the backbone with finetune=true; its StepLR schedule)."""
+    params = [{"params": list(head.parameters()) + list(criterion.parameters()), "lr": cfg.optim.lr}]
+    if cfg.finetune:
+        params.append({"params": list(backbone.parameters()), "lr": cfg.optim.backbone_lr})
+    opt = torch.optim.Adam(params, eps=cfg.optim.eps, weight_decay=cfg.optim.weight_decay)
+    return opt, torch.optim.lr_scheduler.StepLR(opt, cfg.optim.lr_step_epochs, cfg.optim.gamma)
+
+
 def run(cfg: PoseConfig) -> dict:
-    """Train (resuming if possible) and test; returns the test results (see :func:`downstream.pose.test.evaluate`)."""
+    """Train (resuming if possible) and test; returns the test results (see :func:`downstream.pose.evaluation.evaluate`)."""
     torch.manual_seed(cfg.seed)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
@@ -85,31 +111,15 @@ def run(cfg: PoseConfig) -> dict:
     backbone = build_backbone(cfg.checkpoint, cfg.model, cfg.data.image_size).to(device)
     if cfg.finetune:
         backbone.requires_grad_(True).train()
-    chans = in_channels(backbone)
-    train_set = open_split(cfg.data.root, cfg.data.train_csv, cfg.data.train_split, cfg.data.image_size, chans)
-    test_set = open_split(cfg.data.root, cfg.data.test_csv or cfg.data.train_csv, cfg.data.test_split,
-                          cfg.data.image_size, chans, names=train_set.names)
+    train_set, test_set, train_src, test_src = _data(cfg, backbone, device)
     grid = backbone.grid_for((cfg.data.image_size, cfg.data.image_size))
-    if not cfg.finetune and cfg.cache_tokens:
-        t0 = time.perf_counter()
-        train_src = cache_tokens(backbone, train_set, 64, device, cfg.data.mean, cfg.data.std, cfg.data.workers,
-                                 cfg.progress, "train tokens")
-        test_src = cache_tokens(backbone, test_set, 64, device, cfg.data.mean, cfg.data.std, cfg.data.workers,
-                                cfg.progress, "test tokens")
-        log.info("backbone over %d frames: %.1f s", len(train_src) + len(test_src), time.perf_counter() - t0)
-    else:
-        train_src, test_src = train_set, test_set
     head = build_head(cfg.head, len(train_set.names), backbone.embed_dim, grid).to(device)
-    criterion = build_loss(cfg.head).to(device)
-    params = [{"params": list(head.parameters()) + list(criterion.parameters()), "lr": cfg.optim.lr}]
-    if cfg.finetune:
-        params.append({"params": list(backbone.parameters()), "lr": cfg.optim.backbone_lr})
-    opt = torch.optim.Adam(params, eps=cfg.optim.eps, weight_decay=cfg.optim.weight_decay)
-    sched = torch.optim.lr_scheduler.StepLR(opt, cfg.optim.lr_step_epochs, cfg.optim.gamma)
+    criterion = build_pose_loss(cfg.head).to(device)
+    opt, sched = _optimizer(cfg, head, criterion, backbone)
     start_epoch = resume(out_dir, head, criterion, opt, sched, backbone if cfg.finetune else None)
     gen = torch.Generator().manual_seed(cfg.seed)
     loader = DataLoader(train_src, batch_size=cfg.optim.batch_size, shuffle=True, generator=gen, drop_last=True,
-                        num_workers=0 if cfg.cache_tokens and not cfg.finetune else cfg.data.workers)
+                        num_workers=0 if cfg.cache_tokens and not cfg.finetune else cfg.data.num_workers)
     tb_dir = tensorboard_dir(cfg.tensorboard, str(out_dir / "pose.json"))
     from torch.utils.tensorboard import SummaryWriter
 
@@ -155,7 +165,7 @@ ALIASES = {"--checkpoint": "checkpoint", "--output-dir": "output_dir", "--output
 
 def main(argv: Sequence[str] | None = None) -> None:
     """``python -m downstream.pose.train --checkpoint C data.root=DIR key=value ...``; prints the summary."""
-    from downstream.pose.test import format_results
+    from downstream.pose.evaluation import format_results
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg = parse_with_aliases(PoseConfig, argv, ALIASES, __doc__)

@@ -24,15 +24,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from downstream.eval_cli import parse_with_aliases, save_beside
 from downstream.backbone import ModelSpec, build_backbone
 from pretrain.distributed import select_device
-from downstream.linear import DEFAULT_LRS, head_accuracy, select_best, train_heads
+from downstream.checks import handle_nonfinite
+from downstream.linear.probe import DEFAULT_LRS, fit_probe
+from downstream.robustness.masked import PatchHiding
 from downstream.robustness.data import folder_loader, load_in_to_in9, map_to_in9
 from downstream.results import log_results, tensorboard_dir, write_json
-from pretrain.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_on_device
+from downstream.settings import EvalSettings
+from pretrain.configuration import ConfigError, choice, register_check
+from pretrain.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from pretrain.features import extract
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +58,11 @@ class BgDataConfig:
 
 
 @dataclass
-class RobustnessConfig:
+class RobustnessConfig(EvalSettings):
     checkpoint: str = ""
     model: ModelSpec = field(default_factory=ModelSpec)
     data: BgDataConfig = field(default_factory=BgDataConfig)
-    head: str = "probe"  # probe (linear probe on original/train) | in1k (1000-class head + in_to_in9)
+    head: str = choice("probe", "in1k")  # probe (linear probe on original/train) | in1k (1000-class head + in_to_in9)
     in1k_head: str = ""  # .pt state dict with weight (1000, D) and bias (1000,)
     in_to_in9: str = ""  # in_to_in9.json
     lrs: list[float] = field(default_factory=lambda: list(DEFAULT_LRS))
@@ -68,26 +72,38 @@ class RobustnessConfig:
     masked_ratios: list[float] = field(default_factory=lambda: [0.1, 0.3, 0.5])  # [] skips the test
     seed: int = 0
     pictures: bool = True
-    output: str = ""
-    tensorboard: str = ""
-    device: str = "auto"
-    progress: bool = True
+    amp: str = choice("none", "auto", "bf16", "fp16")  # none: float32, this evaluator's default
 
 
 CONFIG = RobustnessConfig
 
 
-@torch.no_grad()
-def pooled_features(model, loader, mean, std, device, transform=None, desc: str = "features",
-                    progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """(features (N, D) float32, labels (N,)) of a uint8 loader; ``transform(model, images)`` replaces the forward."""
-    feats, labels = [], []
-    for images, y in tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False):
-        images = images.to(device)
-        f = transform(model, images) if transform else model(normalize_on_device(images, tuple(mean), tuple(std)))
-        feats.append(f.float().cpu())
-        labels.append(torch.as_tensor(y))
-    return torch.cat(feats), torch.cat(labels).long()
+def check_robustness(cfg: RobustnessConfig) -> None:
+    """Cross-field checks, run when the config is parsed (before any image is read)."""
+    unknown = [v for v in cfg.data.variants if v not in VARIANTS]
+    if unknown:
+        raise ConfigError(f"data.variants: {unknown} unknown; choose from {', '.join(VARIANTS)}")
+    bad = [r for r in cfg.masked_ratios if not 0 <= r <= 1]
+    if bad:
+        raise ConfigError(f"masked_ratios must lie in [0, 1], got {bad}")
+    if cfg.head == "in1k" and not (cfg.in1k_head and cfg.in_to_in9):
+        raise ConfigError("head=in1k needs in1k_head=<head.pt> and in_to_in9=<in_to_in9.json>")
+
+
+register_check(RobustnessConfig, check_robustness)
+
+
+def pooled_features(model: torch.nn.Module, loader, cfg: RobustnessConfig, device: torch.device,
+                    desc: str = "features") -> tuple[torch.Tensor, torch.Tensor]:
+    """(features (N, D) float32, labels (N,)) of a uint8 loader through :func:`pretrain.features.extract`.
+
+    NaN / infinite rows are an error naming them (:func:`downstream.checks.handle_nonfinite`).
+    """
+    feats, labels = extract(model, loader, ["pooled"], device, cfg.amp, cfg.data.mean, cfg.data.std, cfg.progress,
+                            desc)
+    x, y, _ = handle_nonfinite(torch.from_numpy(feats["pooled"]), torch.from_numpy(labels), f"{desc} features",
+                               "error")
+    return x, y
 
 
 def train_probe(feats: torch.Tensor, labels: torch.Tensor, cfg: RobustnessConfig, device) -> tuple:
@@ -99,17 +115,16 @@ def train_probe(feats: torch.Tensor, labels: torch.Tensor, cfg: RobustnessConfig
     x, y = feats[tr_idx], labels[tr_idx]
     bs = min(cfg.probe_batch_size, len(y))
 
-    def source(batch_size, generator):
+    def source(batch_size, generator):  # full batches only
         order = torch.randperm(len(y), generator=generator)
         for s in range(0, len(y) - batch_size + 1, batch_size):
             idx = order[s:s + batch_size]
             yield {"pooled": x[idx]}, y[idx]
 
-    heads, _ = train_heads(source, {"pooled": x.shape[1]}, int(labels.max()) + 1, cfg.lrs, cfg.epochs, bs,
-                           max(1, len(y) // bs), device, cfg.seed, cfg.progress)
-    val = head_accuracy(heads, {"pooled": feats[val_idx]}, labels[val_idx])
-    _, h = select_best(val, cfg.lrs)
-    return heads["pooled"], h, float(val["pooled"][h, 0])
+    fit = fit_probe(source, {"pooled": x.shape[1]}, int(labels.max()) + 1, max(1, len(y) // bs),
+                    {"pooled": feats[val_idx]}, labels[val_idx], cfg.lrs, cfg.epochs, bs, device, cfg.seed,
+                    cfg.progress)
+    return fit.head, fit.index, float(fit.val["pooled"][fit.index, 0])
 
 
 def _classifier(cfg: RobustnessConfig, train_feats, train_labels, device):
@@ -135,8 +150,6 @@ def _top1(predict, feats: torch.Tensor, labels: torch.Tensor) -> float:
 
 def run(cfg: RobustnessConfig) -> dict:
     """Per-variant top-1, BG-Gap and the masked-image test; writes JSON, config, TensorBoard and a picture."""
-    from downstream.robustness.masked import masked_features
-
     d = cfg.data
     if not d.root:
         raise ValueError("give data.root=<Backgrounds Challenge folder> (build one: python -m downstream.localization.synth)")
@@ -150,20 +163,20 @@ def run(cfg: RobustnessConfig) -> dict:
 
     tr_f = tr_y = None
     if cfg.head == "probe":
-        tr_f, tr_y = pooled_features(model, loader(d.train_root or root / "original" / "train"), d.mean, d.std, device,
-                                     desc="train features", progress=cfg.progress)
+        tr_f, tr_y = pooled_features(model, loader(d.train_root or root / "original" / "train"), cfg, device,
+                                     "train features")
     predict, probe_info = _classifier(cfg, tr_f, tr_y, device)
     results: dict = {"probe": probe_info, "top1": {}}
     cache = {}
     for v in d.variants:
-        f, y = pooled_features(model, loader(root / v / "val"), d.mean, d.std, device, desc=v, progress=cfg.progress)
+        f, y = pooled_features(model, loader(root / v / "val"), cfg, device, v)
         cache[v] = (f, y)
         results["top1"][v] = _top1(predict, f, y)
     if "mixed_same" in results["top1"] and "mixed_rand" in results["top1"]:
         results["BG_Gap"] = results["top1"]["mixed_same"] - results["top1"]["mixed_rand"]
     if cfg.masked_ratios:
         results["masked"] = _masked_test(cfg, model, loader(root / "original" / "val"), predict, device,
-                                         masked_features, results["top1"].get("original"))
+                                         results["top1"].get("original"))
     if cfg.output:
         write_json(cfg.output, results)
         save_beside(cfg, cfg.output)
@@ -176,7 +189,7 @@ def run(cfg: RobustnessConfig) -> dict:
     return results
 
 
-def _masked_test(cfg, model, loader, predict, device, masked_features, base: float | None) -> dict:
+def _masked_test(cfg, model, loader, predict, device, base: float | None) -> dict:
     out = {}
     g = torch.Generator().manual_seed(cfg.seed)
     for r in cfg.masked_ratios:
@@ -184,10 +197,8 @@ def _masked_test(cfg, model, loader, predict, device, masked_features, base: flo
             raise ValueError(f"masked_ratios must lie in [0, 1], got {r}")
         row = {}
         for kind, rand in (("top_attended", False), ("random", True)):
-            f, y = pooled_features(model, loader, cfg.data.mean, cfg.data.std, device,
-                                   transform=lambda m, im, rand=rand, r=r: masked_features(m, im, r, cfg.data.mean,
-                                                                                      cfg.data.std, rand, g),
-                                   desc=f"masked {r:g} {kind}", progress=cfg.progress)
+            hiding = PatchHiding(model, r, cfg.data.mean, cfg.data.std, rand, g)
+            f, y = pooled_features(hiding, loader, cfg, device, f"masked {r:g} {kind}")
             row[f"{kind}_top1"] = _top1(predict, f, y)
             if base is not None and not math.isnan(base):
                 row[f"{kind}_drop"] = base - row[f"{kind}_top1"]

@@ -14,7 +14,7 @@ from torch import nn
 from downstream.localization.maps import attention_maps, patch_size_of
 from pretrain.data.transforms import normalize_on_device
 
-__all__ = ["hide_patches", "top_attended_mask"]
+__all__ = ["PatchHiding", "hide_patches", "masked_features", "top_attended_mask"]
 
 
 @torch.no_grad()
@@ -43,3 +43,22 @@ def masked_features(model: nn.Module, images: torch.Tensor, ratio: float, mean, 
     mask = top_attended_mask(model, x, ratio, random, generator)
     hidden = hide_patches(images, mask, patch_size_of(model))
     return model(normalize_on_device(hidden, tuple(mean), tuple(std))).float()
+
+
+class PatchHiding(nn.Module):
+    """A backbone that first hides the top-``ratio`` attended (or random) patches of its uint8 input.
+
+    ``takes_uint8`` makes :func:`pretrain.features.represent` pass the raw batch, so the masked
+    test runs through the one feature extraction. Forward: uint8 (B, 3, H, W) -> pooled (B, D).
+    """
+
+    takes_uint8 = True
+
+    def __init__(self, model: nn.Module, ratio: float, mean, std, random: bool = False,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        self.model, self.ratio, self.mean, self.std = model, ratio, mean, std
+        self.random, self.generator = random, generator
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return masked_features(self.model, images, self.ratio, self.mean, self.std, self.random, self.generator)

@@ -2,7 +2,7 @@
 
 Names are imported lazily (PEP 562) so that light entry points such as
 ``python -m pretrain.data.fashion_mnist`` do not pay for importing torch and torchvision.
-The FFCV loaders live in `pretrain.data.ffcv_*` and import ffcv lazily.
+The FFCV loaders live in `pretrain.data.ffcv` and import ffcv lazily.
 """
 
 from __future__ import annotations

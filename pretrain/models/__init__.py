@@ -6,15 +6,16 @@
 from pretrain.models.heads import DINOHead, iBOTHead
 from pretrain.models.pretrained import from_pretrained, save_pretrained
 from pretrain.models.registry import create_model, is_model, list_models, register_model
-from pretrain.models.vit import VisionTransformer, ViTFeatures
+from pretrain.models.vit import VisionTransformer
+from pretrain.models.vit_features import ViTFeatures
+from pretrain.models import vit_sizes  # noqa: F401  (registers vit_pico ... vit_base)
 from pretrain.models.weights import (
     CheckpointError,
     LoadReport,
     create_model_from_checkpoint,
-    export_to_timm,
     load_pretrained,
-    timm_kwargs,
 )
+from pretrain.models.timm_export import export_to_timm, timm_kwargs
 
 __all__ = [
     "CheckpointError",

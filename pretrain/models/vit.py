@@ -11,18 +11,17 @@ embedding (as in DINOv2), so the table is (1, [1 +] N, D).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from pretrain.models.vit_features import ViTFeatures
 from pretrain.models.attention import ATTENTION_MODES, ATTENTION_PATHS, KEY_VARIANTS, Keep, select_tokens
 from pretrain.models.layers import Block, PatchEmbed
 from pretrain.models.pooling import POOLINGS, SIMPOOL_BETAS, SimPool
 from pretrain.models.pos_embed import POS_EMBED_INTERP, resample_pos_embed, sincos_2d
-from pretrain.models.registry import register_model
 
-__all__ = ["ViTFeatures", "VisionTransformer", "vit_base", "vit_pico", "vit_small", "vit_tiny"]
+__all__ = ["ViTFeatures", "VisionTransformer"]
 
 ImgSize = int | Sequence[int]
 
@@ -34,23 +33,11 @@ def _pair(size: ImgSize) -> tuple[int, int]:
     return int(h), int(w)
 
 
-@dataclass
-class ViTFeatures:
-    """Output of :meth:`VisionTransformer.forward_features`.
-
-    Attributes:
-        pooled: (B, D) [CLS] / mean of patches / SimPool vector, after the final norm.
-        patch_tokens: (B, N, D) patch tokens after the final norm.
-        prefix_tokens: (B, P, D) [CLS] and register tokens after the final norm (P may be 0).
-        attention: None, (B, N) [CLS] (or SimPool) attention over patches, or
-            (B, h, T, T) full map of the last block.
-    """
-
-    pooled: torch.Tensor
-    patch_tokens: torch.Tensor
-    prefix_tokens: torch.Tensor
-    attention: torch.Tensor | None = None
-
+def _check_options(**options: tuple[str, Sequence[str]]) -> None:
+    """``name=(value, valid values)`` pairs; a value outside its valid ones is a ValueError naming them."""
+    for arg, (val, ok) in options.items():
+        if val not in ok:
+            raise ValueError(f"unknown {arg} {val!r}; choose one of {ok}")
 
 class VisionTransformer(nn.Module):
     """ViT backbone returning pooled and per-patch features.
@@ -109,12 +96,9 @@ class VisionTransformer(nn.Module):
         simpool_beta: str = "scalar",
     ) -> None:
         super().__init__()
-        for arg, val, ok in (("pooling", pooling, POOLINGS), ("pos_embed", pos_embed, ("learned", "sincos")),
-                             ("key_variant", key_variant, KEY_VARIANTS), ("attention", attention, ATTENTION_PATHS),
-                             ("pos_embed_interp", pos_embed_interp, POS_EMBED_INTERP),
-                             ("simpool_beta", simpool_beta, SIMPOOL_BETAS)):
-            if val not in ok:
-                raise ValueError(f"unknown {arg} {val!r}; choose one of {ok}")
+        _check_options(pooling=(pooling, POOLINGS), pos_embed=(pos_embed, ("learned", "sincos")),
+                       key_variant=(key_variant, KEY_VARIANTS), attention=(attention, ATTENTION_PATHS),
+                       pos_embed_interp=(pos_embed_interp, POS_EMBED_INTERP), simpool_beta=(simpool_beta, SIMPOOL_BETAS))
         self.embed_dim, self.num_heads, self.patch_size, self.depth = embed_dim, num_heads, patch_size, depth
         self.mlp_ratio, self.qkv_bias, self.img_hw = mlp_ratio, qkv_bias, _pair(img_size)
         self.pooling, self.pos_embed_type, self.key_variant = pooling, pos_embed, key_variant
@@ -307,33 +291,3 @@ class VisionTransformer(nn.Module):
             if i >= len(self.blocks) - n:
                 outs.append(self.norm(x))
         return outs
-
-
-def _vit(embed_dim: int, depth: int, num_heads: int, kwargs: dict) -> VisionTransformer:
-    # the name gives the defaults; explicit embed_dim / depth / num_heads override them (as in timm)
-    arch = {"embed_dim": embed_dim, "depth": depth, "num_heads": num_heads}
-    return VisionTransformer(**{**arch, **kwargs})
-
-
-@register_model
-def vit_pico(**kwargs) -> VisionTransformer:
-    """ViT-Pico (D=128, 4 blocks, 4 heads): CPU demos and tests. kwargs: see VisionTransformer."""
-    return _vit(128, 4, 4, kwargs)
-
-
-@register_model
-def vit_tiny(**kwargs) -> VisionTransformer:
-    """ViT-Ti (D=192, 12 blocks, 3 heads). kwargs: see VisionTransformer."""
-    return _vit(192, 12, 3, kwargs)
-
-
-@register_model
-def vit_small(**kwargs) -> VisionTransformer:
-    """ViT-S (D=384, 12 blocks, 6 heads). kwargs: see VisionTransformer."""
-    return _vit(384, 12, 6, kwargs)
-
-
-@register_model
-def vit_base(**kwargs) -> VisionTransformer:
-    """ViT-B (D=768, 12 blocks, 12 heads). kwargs: see VisionTransformer."""
-    return _vit(768, 12, 12, kwargs)

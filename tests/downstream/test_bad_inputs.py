@@ -10,12 +10,13 @@ import torch
 from PIL import Image
 from skimage import data as skdata
 
-from downstream import linear
+from downstream.linear import cli as linear
 from downstream.backbone import ModelSpec, model_kwargs
 from downstream.checks import as_labels
-from downstream.features import FeaturesConfig, load_features, run, save_features
-from downstream.fewshot import few_shot_knn
-from downstream.weighted_knn import knn_classify, knn_predict
+from downstream.features.cli import FeaturesConfig, run
+from downstream.features.files import load_features, save_features
+from downstream.knn.fewshot import few_shot_knn
+from downstream.knn.weighted_knn import knn_classify, knn_predict
 from pretrain.config import ModelConfig
 from pretrain.data.transforms import EvalTransform
 

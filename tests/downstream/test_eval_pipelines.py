@@ -7,7 +7,8 @@ import json
 import pytest
 import torch
 
-from downstream import knn, linear
+from downstream.knn import cli as knn
+from downstream.linear import cli as linear
 from pretrain.models import create_model
 
 

@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from launchers import jobs
+from launchers.interrupts import Interrupts
 from launchers import slurm as cli
 from launchers.executor import SlurmConfig, make_executor, sbatch_parameters, sbatch_script
 from launchers.sweep import expand_grid, run_name
-from pretrain.config import ConfigError
+from pretrain.configuration import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 SLURM_CONFIGS = sorted((REPO / "configs" / "slurm").glob("*.yaml"))
@@ -105,7 +106,7 @@ def test_job_refuses_to_run_past_its_requeue_limit(toy_on_path, tmp_path, monkey
 
 def test_signals_ask_the_loop_for_a_checkpoint_and_forked_children_ignore_them():
     calls = []
-    with jobs._Interrupts(lambda stop: calls.append(stop), rank=1, grace_s=60) as interrupts:
+    with Interrupts(lambda stop: calls.append(stop), rank=1, grace_s=60) as interrupts:
         pid = os.fork()
         if pid == 0:  # a DataLoader-worker-like child: the inherited handler must do nothing
             os.kill(os.getpid(), signal.SIGUSR2)
@@ -175,3 +176,19 @@ def test_dry_run_of_a_sweep_is_one_job_array(toy_on_path, tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.count("#!/bin/bash") == 1 and "#SBATCH --array=0-5%4" in out
     assert f"--output={tmp_path}/slurm/%A_%a_0_log.out" in out
+
+
+@pytest.mark.parametrize("then, override, hint", [
+    ("knn:configs/downstream/knn.yaml", "then.knn.backend=faiss_gpuu", "'faiss_gpu'"),
+    ("localization", "then.localization.source=clss", "'cls'"),
+    ("pose:configs/downstream/pose.yaml", "then.pose.head.pos_encoding=sin", "'sine'"),
+    ("robustness", "then.robustness.masked_ratios=[2.0]", "[0, 1]"),
+])
+def test_dry_run_checks_every_chained_job(then, override, hint, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["pretrain", "--config", "configs/pretrain/demo_fmnist.yaml", f"run.output_dir={tmp_path}",
+                  "--dry-run", "--then", then, override])
+    captured = capsys.readouterr()
+    assert exit_info.value.code == 2 and captured.out == ""  # nothing printed, nothing queued
+    assert captured.err.startswith("config error: ") and hint in captured.err
+    assert len(captured.err.strip().splitlines()) == 1

@@ -7,8 +7,9 @@ import inspect
 import pytest
 import torch
 
-from pretrain.build import backbone_kwargs, build_loss, build_network, crop_spec
-from pretrain.config import ConfigError, PretrainConfig, load_config
+from pretrain.build import backbone_kwargs, build_pretrain_loss, build_network, crop_spec
+from pretrain.config import PretrainConfig
+from pretrain.configuration import ConfigError, load_config
 from pretrain.models.vit import VisionTransformer
 
 TINY = ["model.name=vit_pico", "model.patch_size=4", "head.out_dim=16", "head.patch_out_dim=16",
@@ -19,7 +20,7 @@ ACCEPTED = inspect.signature(VisionTransformer.__init__).parameters
 def test_number_of_global_crops_reaches_the_crops_and_the_loss():
     cfg = load_config(PretrainConfig, None, [*TINY, "data.n_global=3", "data.n_local=4"])
     assert crop_spec(cfg).n_global == 3
-    loss = build_loss(cfg)
+    loss = build_pretrain_loss(cfg)
     assert loss.cls.n_pairs == 3 * (3 + 4) - 3
 
 

@@ -8,7 +8,9 @@ import pytest
 from omegaconf import OmegaConf
 from omegaconf.errors import ReadonlyConfigError
 
-from pretrain.config import ConfigError, PretrainConfig, choices_of, load_config, parse_args, save_config
+from pretrain.config import PretrainConfig
+
+from pretrain.configuration import ConfigError, choices_of, load_config, parse_args, save_config
 
 REPO = Path(__file__).resolve().parents[2]
 

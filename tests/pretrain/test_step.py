@@ -9,10 +9,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pretrain.build import build_loss, build_masker_from, build_network, build_optimizer_from
-from pretrain.config import PretrainConfig, load_config
+from pretrain.build import build_pretrain_loss, build_masker_from, build_network, build_optimizer_from
+from pretrain.config import PretrainConfig
+from pretrain.configuration import load_config
 from pretrain.models.teacher_student import EMATeacher
-from pretrain.step import StepModules, StudentCall, forward_losses, optimizer_step, patch_index
+from pretrain.step import StepModules, StudentCall, UpdateSettings, forward_losses, optimizer_step, patch_index
 
 TINY = ["model.name=vit_pico", "model.patch_size=4", "model.drop_path_rate=0.0", "head.out_dim=16",
         "head.patch_out_dim=16", "head.hidden_dim=32", "head.bottleneck_dim=8", "data.global_size=16",
@@ -43,7 +44,7 @@ def build(cfg: PretrainConfig, device: torch.device):
     teacher = build_network(cfg, student=False).to(device)
     ema = EMATeacher(student, teacher)
     gen = torch.Generator(device=device).manual_seed(3)
-    mods = StepModules(StudentCall(student), teacher, build_loss(cfg).to(device), build_masker_from(cfg), gen)
+    mods = StepModules(StudentCall(student), teacher, build_pretrain_loss(cfg).to(device), build_masker_from(cfg), gen)
     return student, teacher, ema, mods
 
 
@@ -72,7 +73,7 @@ def test_dino_step_has_no_patch_term_and_old_state_dict_keys():
                          contextlib.nullcontext())
     assert float(out.loss_patch) == 0.0 and torch.equal(out.loss.detach(), out.loss_cls)
     assert list(mods.loss.state_dict()) == ["cls.center"]
-    ibot = build_loss(load_config(PretrainConfig, None, TINY))
+    ibot = build_pretrain_loss(load_config(PretrainConfig, None, TINY))
     assert list(ibot.state_dict()) == ["cls.center", "patch.center"]  # keys of older checkpoints
 
 
@@ -89,7 +90,7 @@ def test_training_step_never_syncs_with_the_host_on_cuda():
     def step() -> None:
         with torch.autocast("cuda", dtype=torch.bfloat16):
             out = forward_losses(mods, glob, loc, 0.04, 0.04, contextlib.nullcontext())
-        optimizer_step(opt, None, out.loss, student, 3.0, sched, 10, 0)
+        optimizer_step(opt, None, student, out.loss, sched, 10, UpdateSettings(3.0))
         ema.update(sched["momentum"])
 
     step()  # warm-up: lazy CUDA initialisation may sync once

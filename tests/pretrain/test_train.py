@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from pretrain.checkpoint import list_step_checkpoints, load_checkpoint
-from pretrain.config import ConfigError, PretrainConfig, load_config
+from pretrain.config import PretrainConfig
+from pretrain.configuration import ConfigError, load_config
 from pretrain.train import NonFiniteLossError, run
 
 REPO = Path(__file__).resolve().parents[2]
@@ -161,7 +162,7 @@ def test_dino_method_trains_without_patch_loss(tmp_path, fashion_mnist_root):
 
 
 def test_dino_with_masking_is_a_config_error(tmp_path, fashion_mnist_root):
-    from pretrain.config import ConfigError
+    from pretrain.configuration import ConfigError
 
     with pytest.raises(ConfigError, match="mask.strategy=none"):
         run(tiny(tmp_path, fashion_mnist_root, "loss.method=dino", "mask.strategy=random"))

@@ -9,7 +9,7 @@ from downstream.pose import test as pose_test
 from downstream.pose.config import PoseConfig
 from downstream.pose.train import run as train_run
 from launchers.jobs import resolve_entry_point
-from pretrain.config import load_config
+from pretrain.configuration import load_config
 
 pytest.importorskip("pybullet")
 

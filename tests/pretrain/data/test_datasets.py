@@ -237,7 +237,7 @@ def test_symlinked_folder_outside_the_tree_is_followed(tmp_path):
 @pytest.mark.slow  # the ffcv writer's start-up: 10-20 s on a busy 2-core machine
 @pytest.mark.skipif(importlib.util.find_spec("ffcv") is None, reason="ffcv is not installed")
 def test_beton_writer_writes_each_real_file_once(tmp_path):
-    from pretrain.data.ffcv_writer import write_beton
+    from pretrain.data.ffcv.writer import write_beton
 
     _three_files_with_loops(tmp_path / "imgs")
     report = write_beton(tmp_path / "x.beton", "imagefolder", tmp_path / "imgs", max_resolution=64, workers=1,
