@@ -159,14 +159,11 @@ register_check(FinetuneConfig, check_finetune)
 
 
 def _datasets(cfg: FinetuneConfig, size: int) -> tuple[SeededItems, dict[str, Plain]]:
-    d = cfg.data
+    d, a = cfg.data, cfg.aug
 
-    def load(split: str):
-        if d.dataset == "fashion_mnist":
-            return build_dataset("fashion_mnist", d.root, split)
-        return build_dataset("imagefolder", d.root, split)
+    def load(split: str):  # imagefolder: root/<split>; fashion_mnist: a named split
+        return build_dataset(d.dataset, d.root, split)
 
-    a = cfg.aug
     train = SeededItems(load(d.train_split), train_transform(size, d.mean, d.std, a.randaug_magnitude,
                                                              a.randaug_ops, a.erase_p))
     evals = {role: Plain(load(split), eval_transform(size, d.mean, d.std))

@@ -66,7 +66,7 @@ def train_head(features: torch.Tensor, labels: torch.Tensor, num_classes: int, e
             loss.backward()
             opt.step()
             step += 1
-        log.info("epoch %d/%d: loss %.4f", epoch + 1, epochs, float(loss))
+        log.info("epoch %d/%d: loss %.4f", epoch + 1, epochs, float(loss.detach()))
     return head.eval()
 
 

@@ -61,7 +61,7 @@ def test_bad_head_blocks_is_a_config_error(tmp_path: Path):
         load_config(SegmentationConfig, None, ["head.blocks=3", "data.root=x"])
 
 
-def test_cli_bad_layout_value_and_missing_folder(tmp_path: Path):
+def test_cli_bad_layout_value_is_a_config_error(tmp_path: Path):
     proc = subprocess.run([sys.executable, "-m", "downstream.segmentation", "data.root=/nonexistent",
                            "data.layout=vocc"], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 2 and "config error: data.layout='vocc' is not a valid value" in proc.stderr
