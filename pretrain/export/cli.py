@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from pretrain.config import ConfigError, choice, load_config
+from pretrain.configuration import ConfigError, choice, load_config
 from pretrain.export.clean_exit import run_cleanly
 from pretrain.export.onnx_export import DEFAULT_OPSET
 from pretrain.export.source import ExportModel, load_backbone

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from pretrain.models.vit import VisionTransformer
-from pretrain.models.weights import export_to_timm
+from pretrain.models.timm_export import export_to_timm
 
 log = logging.getLogger(__name__)
 
