@@ -14,8 +14,9 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -108,3 +109,19 @@ def install_signal_handlers(signals: Iterable[signal.Signals] = (signal.SIGTERM,
 
     for sig in signals:
         signal.signal(sig, handler)
+
+
+def run_resumable(run: Callable[[Any], Any], cfg: Any) -> None:
+    """A resumable command's body: signal handlers installed, ``run(cfg)`` called; a config error
+    becomes one ``config error:`` line and exit status 2, a requested stop (checkpoint written) a
+    warning saying how to resume. Shared by ``pretrain.train`` and ``downstream.finetune``."""
+    from pretrain.configuration import ConfigError
+
+    install_signal_handlers()
+    try:
+        run(cfg)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except Preempted as exc:
+        log.warning("%s; run the same command again to resume from it", exc)

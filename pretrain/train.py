@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,9 +22,9 @@ import torch
 from pretrain.build import build_run, configure_logging, seed_everything
 from pretrain.checkpoint import latest_good_checkpoint, remove_stale_temporaries, save_step_checkpoint
 from pretrain.config import PretrainConfig
-from pretrain.configuration import ConfigError, parse_args, save_config
+from pretrain.configuration import parse_args, save_config
 from pretrain.distributed import barrier, cleanup, init_distributed, select_device
-from pretrain.preemption import REQUESTS, Preempted, install_signal_handlers, request_checkpoint
+from pretrain.preemption import REQUESTS, Preempted, request_checkpoint, run_resumable
 from pretrain.resume import check_resumable, check_writable
 from pretrain.state import Run, TrainState, checkpoint_state, restore, save_final
 from pretrain.loop_settings import LoopSettings
@@ -183,14 +182,7 @@ def _end_of_epoch(r: Run, state: TrainState, monitor: RunMonitor, s: LoopSetting
 def main(argv: Sequence[str] | None = None) -> None:
     """``python -m pretrain.train``: SIGTERM/SIGUSR2 checkpoint and stop; config errors are one line."""
     cfg = parse_args(PretrainConfig, argv, description=__doc__.splitlines()[0])
-    install_signal_handlers()
-    try:
-        run(cfg)
-    except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except Preempted as exc:
-        log.warning("%s; run the same command again to resume from it", exc)
+    run_resumable(run, cfg)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from random weights: the baseline. Re-running the same command resumes from ``ru
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -38,7 +37,7 @@ from pretrain.data.datasets import FASHION_MNIST_SPLITS, build_dataset
 from pretrain.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from pretrain.distributed import select_device
 from pretrain.optim import build_optimizer, reference_cosine_schedule
-from pretrain.preemption import Preempted, install_signal_handlers
+from pretrain.preemption import run_resumable
 
 log = logging.getLogger(__name__)
 
@@ -246,14 +245,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Entry point: ``config error:`` lines for bad settings; SIGTERM / SIGUSR2 checkpoint and stop."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg = parse_with_aliases(FinetuneConfig, argv, {"--checkpoint": "checkpoint", "--output": "output"}, __doc__)
-    install_signal_handlers()
-    try:
-        run(cfg)
-    except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except Preempted as exc:
-        log.warning("%s; run the same command again to resume", exc)
+    run_resumable(run, cfg)
 
 
 if __name__ == "__main__":
