@@ -52,6 +52,8 @@ ENTRY_POINTS = {
     "pose": "downstream.pose.train",
     "localization": "downstream.localization.cli",
     "robustness": "downstream.robustness.cli",
+    "finetune": "downstream.finetune.cli",
+    "segmentation": "downstream.segmentation.cli",
 }
 LAUNCH_LOG = "launches.jsonl"
 

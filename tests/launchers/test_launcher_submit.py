@@ -183,6 +183,8 @@ def test_dry_run_of_a_sweep_is_one_job_array(toy_on_path, tmp_path, capsys):
     ("localization", "then.localization.source=clss", "'cls'"),
     ("pose:configs/downstream/pose.yaml", "then.pose.head.pos_encoding=sin", "'sine'"),
     ("robustness", "then.robustness.masked_ratios=[2.0]", "[0, 1]"),
+    ("finetune", "then.finetune.head.pool=clss", "'cls'"),
+    ("segmentation", "then.segmentation.head.blocks=3", "blocks"),
 ])
 def test_dry_run_checks_every_chained_job(then, override, hint, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
