@@ -130,5 +130,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"Fashion-MNIST k-NN top-1 (k=20, 60k train / 10k test, {READOUT_NAMES[READOUTS[0]]}): learned features "
           f"{learned:.2f}% vs random-init {random_init:.2f}% vs raw pixels {raw:.2f}%")
 
+
 if __name__ == "__main__":
     main()
