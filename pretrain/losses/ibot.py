@@ -78,15 +78,16 @@ class iBOTPatchLoss(nn.Module):
         teacher = teacher_patch.detach().float()
         weights = masks.float()
         weights = weights / weights.sum(-1, keepdim=True).clamp(min=1.0)  # (G*B, N): 1/count on masked
-        if self.centering == "sinkhorn":  # targets of the masked tokens, equipartitioned over the batch
-            q = sinkhorn_knopp(teacher.flatten(0, 1), teacher_temp, row_weights=masks.flatten()).view_as(teacher)
-        else:
-            q = F.softmax((teacher - self.center) / teacher_temp, dim=-1)
+        # Sinkhorn targets need the whole batch's masked tokens; the centred softmax is per token, so it
+        # runs only on the selected ones
+        picked = (sinkhorn_knopp(teacher.flatten(0, 1), teacher_temp, row_weights=masks.flatten()).view_as(teacher)
+                  if self.centering == "sinkhorn" else teacher)
         if index is not None and index.dtype == torch.bool:
-            q, weights = q[index], weights[index]  # (S, K), (S,)
+            picked, weights = picked[index], weights[index]  # (S, K), (S,)
         elif index is not None:
-            q = torch.gather(q, 1, index.unsqueeze(-1).expand(-1, -1, q.shape[-1]))
+            picked = torch.gather(picked, 1, index.unsqueeze(-1).expand(-1, -1, picked.shape[-1]))
             weights = torch.gather(weights, 1, index)
+        q = picked if self.centering == "sinkhorn" else F.softmax((picked - self.center) / teacher_temp, dim=-1)
         log_p = F.log_softmax(student_patch.float() / self.student_temp, dim=-1)
         per_token = (q * log_p).sum(-1)  # (G*B, M) or (S,): cross-entropy per token, negated
         loss = -(weights * per_token).sum() / masks.shape[0]
