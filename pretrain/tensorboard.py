@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torchvision.utils import make_grid
 
+from pretrain.metrics_file import MetricsFile
+
 log = logging.getLogger(__name__)
 
 STEP_SCALARS = ("loss", "loss_cls", "loss_patch", "loss_koleo", "masked_fraction", "attn_entropy")
@@ -61,8 +63,9 @@ class RunMonitor:
     """TensorBoard writer plus a tqdm bar; a no-op on ranks other than 0."""
 
     def __init__(self, log_dir: Path, enabled: bool, total_steps: int, start_step: int,
-                 progress: bool) -> None:
+                 progress: bool, metrics: MetricsFile | None = None) -> None:
         self.enabled = enabled
+        self.metrics = metrics  # the same scalars as JSON lines (``metrics.jsonl``)
         self.writer = None
         self.bar = None
         self._sums: dict[str, torch.Tensor] = {}
@@ -91,7 +94,7 @@ class RunMonitor:
         if self.bar is not None:
             self.bar.update(1)
 
-    def flush_scalars(self, step: int, extra: dict[str, float]) -> dict[str, float]:
+    def flush_scalars(self, step: int, extra: dict[str, float], epoch: int = 0) -> dict[str, float]:
         """Writes the means since the last flush plus ``extra`` (lr, wd, ...); returns them."""
         if not self.enabled or self._count == 0:
             return {}
@@ -101,6 +104,8 @@ class RunMonitor:
         out.update(extra)
         for k, v in out.items():
             self.writer.add_scalar(f"train/{k}", v, step)
+        if self.metrics is not None:
+            self.metrics.write(step, epoch, {f"train/{k}": v for k, v in out.items()})
         if self.bar is not None:
             self.bar.set_postfix(loss=f"{out.get('loss', float('nan')):.4f}",
                                  img_s=f"{out['img_per_s']:.1f}", refresh=False)
@@ -111,9 +116,11 @@ class RunMonitor:
         if self.enabled:
             self.writer.add_image(tag, picture, step)
 
-    def scalar(self, tag: str, value: float, step: int) -> None:
+    def scalar(self, tag: str, value: float, step: int, epoch: int = 0) -> None:
         if self.enabled:
             self.writer.add_scalar(tag, value, step)
+            if self.metrics is not None:
+                self.metrics.write(step, epoch, {tag: value})
 
     def close(self) -> None:
         if self.bar is not None:

@@ -28,6 +28,7 @@ from pretrain.preemption import REQUESTS, Preempted, request_checkpoint, run_res
 from pretrain.resume import check_resumable, check_writable
 from pretrain.state import Run, TrainState, checkpoint_state, restore, save_final
 from pretrain.loop_settings import LoopSettings
+from pretrain.metrics_file import MetricsFile
 from pretrain.step import StepModules, UpdateSettings, forward_losses, optimizer_step, to_device_crops
 from pretrain.tensorboard import RunMonitor, attention_picture
 
@@ -65,7 +66,8 @@ def run(cfg: PretrainConfig) -> dict[str, Any]:
         restore(r, state, found[1])
         log.info("resumed from %s (step %d, epoch %d, batch %d)", found[0], state.step,
                  state.epoch, state.batch_in_epoch)
-    monitor = RunMonitor(out / "tensorboard", dist.is_main, r.total_steps, state.step, cfg.run.progress)
+    monitor = RunMonitor(out / "tensorboard", dist.is_main, r.total_steps, state.step, cfg.run.progress,
+                         MetricsFile(out, dist.is_main))
     try:
         _loop(r, state, monitor, loop_settings(cfg, r.steps_per_epoch))
     finally:
@@ -149,7 +151,7 @@ def _log(r: Run, state: TrainState, monitor: RunMonitor, s: LoopSettings) -> Non
     _check_finite(r, state, s.max_nonfinite_steps)
     sched = r.schedules.at(max(state.step - 1, 0))
     values = monitor.flush_scalars(state.step, {**sched, "nonfinite_steps": float(state.skipped),
-                                                "skipped_images": float(r.skipped_images)})
+                                                "skipped_images": float(r.skipped_images)}, state.epoch)
     if values:
         log.info("step %d/%d  loss %.4f  cls %.4f  patch %.4f  %.1f img/s", state.step,
                  r.total_steps, values["loss"], values["loss_cls"], values["loss_patch"],
@@ -172,7 +174,7 @@ def _end_of_epoch(r: Run, state: TrainState, monitor: RunMonitor, s: LoopSetting
     if every > 0 and state.epoch % every == 0:
         if r.dist.is_main:
             state.last_knn = r.knn.evaluate(r.teacher.backbone, r.device, r.amp)
-            monitor.scalar("knn/top1", state.last_knn, state.step)
+            monitor.scalar("knn/top1", state.last_knn, state.step, state.epoch)
             log.info("epoch %d: online k-NN top-1 %.2f%%", state.epoch, state.last_knn)
         barrier()
     if state.last_ckpt_step != state.step:  # not twice when the epoch ends on a periodic one
