@@ -91,7 +91,7 @@ def load_masks(path: str, shape: tuple[int, ...]) -> list[np.ndarray]:
     bad = ~np.isin(arr, MASK_VALUES)
     if bad.any():
         i = int(np.argwhere(bad)[0][0])
-        raise ValueError(f"{path} image {i}: mask value {arr[i][bad[i]].flat[0]} is not 0 (background), 1 (object) "
+        raise ValueError(f"{path} image {i}: mask value {arr[i][bad[i]].flat[0].item()} is not 0 (background), 1 (object) "
                          "or 255 (ignore)")
     if arr.size and not (arr == 1).any() and (arr == 255).any():
         raise ValueError(f"{path}: the masks hold only 0 and 255, no 1: here 255 means 'ignore', so no pixel would be "

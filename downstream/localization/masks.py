@@ -78,7 +78,7 @@ def check_mask_values(mask: np.ndarray, name: str) -> np.ndarray:
     m = np.asarray(mask)
     bad = ~np.isin(m, MASK_VALUES)
     if bad.any():
-        value = m[bad].flat[0]
-        raise ValueError(f"{name}: mask value {value!r} is not 0 (background), 1 (object) or 255 (ignore); "
+        value = m[bad].flat[0].item()
+        raise ValueError(f"{name}: mask value {value} is not 0 (background), 1 (object) or 255 (ignore); "
                          "binarise the mask first (e.g. (mask > 0.5).astype(np.uint8))")
     return m.astype(np.uint8)
