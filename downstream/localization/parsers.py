@@ -17,7 +17,8 @@ Formats (boxes become 0-based inclusive pixel boxes ``x0, y0, x1, y1`` in the or
   evaluates by default; ``no_hard=True`` is LOST's ``--no_hard``: objects marked truncated *or*
   difficult are dropped, and so are the images left without an object (counted).
 * ``coco``: COCO instances JSON (``images``, ``annotations`` with bbox x, y, w, h; crowd boxes skipped
-  and counted).
+  and counted). Corners are rounded as LOST rounds them: ``round(x), round(y)`` to
+  ``round(x + w), round(y + h)`` (one past the last pixel).
 
 Every problem (a missing file, a box outside its image, an image without boxes) raises an error that
 names the file and line; boxes that reach past the border by less than one pixel (float
@@ -259,7 +260,9 @@ def parse_coco(annotations: str | Path, image_root: str | Path = "") -> Parsed:
             if len(ann.get("bbox", [])) != 4:
                 raise ValueError(f"{where}: bbox {ann.get('bbox')} must be [x, y, width, height]")
             x, y, w, h = _numbers([str(v) for v in ann["bbox"]], where, "bbox")
-            kb.append(_check_box([x, y, x + w - 1, y + h - 1], size, where, parsed))
+            # LOST (extract_gt_COCO): corners x, y, x + w, y + h rounded to whole pixels (Python's round);
+            # the far corner is one past the last pixel: inclusive end = round(x + w) - 1
+            kb.append(_check_box([round(x), round(y), round(x + w) - 1, round(y + h) - 1], size, where, parsed))
         if not kb:
             parsed.count("images without boxes skipped")
             continue

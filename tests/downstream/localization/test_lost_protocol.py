@@ -137,6 +137,21 @@ def test_voc_keeps_hard_objects_by_default_and_no_hard_drops_them_as_lost(tmp_pa
                              "images with only truncated or difficult objects skipped (no_hard)": 2}
 
 
+def test_coco_corners_rounded_as_lost(tmp_path):
+    from downstream.localization.parsers import parse_coco
+
+    Image.new("RGB", (40, 30)).save(tmp_path / "a.jpg")
+    ann = {"images": [{"id": 1, "file_name": "a.jpg", "width": 40, "height": 30}],
+           "annotations": [{"id": 7, "image_id": 1, "bbox": [10.5, 3.4, 5.2, 7.7], "iscrowd": 0},
+                           {"id": 8, "image_id": 1, "bbox": [0, 0, 40, 30], "iscrowd": 1}]}
+    (tmp_path / "ann.json").write_text(json.dumps(ann))
+    parsed = parse_coco(tmp_path / "ann.json")
+    # LOST: [round(10.5), round(3.4), round(15.7), round(11.1)] = [10, 3, 16, 11] continuous (Python rounds
+    # half to even) = [10, 3, 15, 10] inclusive; truncation would have given [10, 3, 14, 10]
+    assert parsed.records[0].boxes.tolist() == [[10, 3, 15, 10]]
+    assert parsed.notes == {"crowd boxes skipped": 1}
+
+
 @pytest.mark.slow
 def test_voc_evaluated_at_own_sizes_with_lost_settings(tmp_path):
     """End to end on VOC images of four sizes: pad geometry, LOST's rule, boxes in each image's frame."""
