@@ -126,3 +126,12 @@ def test_good_files_still_score(maps_files, tmp_path):
     main([*_maps_args(maps_files, masks="masks.npz"), "--output", str(tmp_path / "o.json"), "progress=false"])
     res = json.loads((tmp_path / "o.json").read_text())
     assert {"MaxBoxAccV2", "PxAP", "CorLoc"} <= set(res)
+
+
+def test_save_maps_with_own_size_images_is_refused_at_parse_time():
+    from downstream.localization.cli import LocalizationConfig
+    from pretrain.configuration import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="save_maps needs maps of one size.*data.geometry=square"):
+        load_config(LocalizationConfig, None, ["data.format=voc", "save_maps=m.npz"])
+    load_config(LocalizationConfig, None, ["data.format=voc", "save_maps=m.npz", "data.geometry=square"])
