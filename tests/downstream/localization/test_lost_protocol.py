@@ -159,6 +159,7 @@ def test_voc_evaluated_at_own_sizes_with_lost_settings(tmp_path):
 
     root = _voc(tmp_path / "VOC2007", HARD, SIZES)
     out = tmp_path / "loc.json"
+    torch.manual_seed(0)  # the same random ViT in both runs
     main([f"data.root={root}", "data.format=voc", "data.split=all", "model.name=vit_pico", "model.patch_size=7",
           "model.num_heads=8", "lost=true", "data.num_workers=0", "progress=false", "--output", str(out)])
     res = json.loads(out.read_text())
@@ -167,3 +168,32 @@ def test_voc_evaluated_at_own_sizes_with_lost_settings(tmp_path):
     assert "CorLoc_best_head_oracle" in res and "CorLoc_best_head" not in res
     assert res["CorLoc_dinoseg_head"] == res["CorLoc_per_head"]["head4"]
     assert all(v % 25 == 0 for v in (res["CorLoc"], res["CorLoc_LOST"], res["MaxBoxAcc"]))  # 4 images
+    # images b (33 x 21) and c (30 x 20) share the padded size 35 x 21: batched together they give what one
+    # image at a time (LOST's loop) gives
+    torch.manual_seed(0)
+    main([f"data.root={root}", "data.format=voc", "data.split=all", "model.name=vit_pico", "model.patch_size=7",
+          "model.num_heads=8", "lost=true", "data.num_workers=0", "progress=false", "data.batch_size=1",
+          "--output", str(tmp_path / "one.json")])
+    one = json.loads((tmp_path / "one.json").read_text())
+    for key in ("MaxBoxAccV2", "MaxBoxAcc", "CorLoc", "CorLoc_LOST", "CorLoc_per_head", "CorLoc_dinoseg_head"):
+        assert one[key] == res[key], key
+
+
+def test_batched_padded_maps_equal_one_image_at_a_time():
+    from downstream.backbone import ModelSpec, build_backbone
+    from downstream.localization.maps import attention_maps
+    from pretrain.data.transforms import normalize_on_device
+
+    torch.manual_seed(0)
+    model = build_backbone("", ModelSpec(name="vit_pico", patch_size=7), 28)
+    rng = np.random.default_rng(0)
+    big = torch.from_numpy(rng.integers(0, 255, (3, 33, 21), dtype=np.uint8))
+    small = torch.from_numpy(rng.integers(0, 255, (3, 30, 20), dtype=np.uint8))  # same padded size 35 x 21
+    pair = torch.zeros(2, 3, 33, 21, dtype=torch.uint8)  # what collate hands over: black right of / below small
+    pair[0], pair[1, :, :30, :20] = big, small
+    batched = attention_maps(model, pad_normalised(normalize_on_device(pair), [(33, 21), (30, 20)], 7))
+    alone = attention_maps(model, pad_normalised(normalize_on_device(small[None]), [(30, 20)], 7))
+    assert batched.shape == (2, 4, 5, 3) and torch.allclose(batched[1], alone[0], atol=1e-5)
+    # control: padding with black pixels (normalised: not zero) changes the maps, so the check above can fail
+    black = attention_maps(model, torch.nn.functional.pad(normalize_on_device(pair), (0, 0, 0, 2)))
+    assert not torch.allclose(black[1], alone[0], atol=1e-5)
