@@ -15,7 +15,6 @@ Definitions: docs/localization.md.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -29,7 +28,9 @@ from downstream.backbone import ModelSpec, build_backbone
 from pretrain.distributed import select_device
 from downstream.results import log_results, tensorboard_dir, write_json
 from downstream.settings import EvalSettings, check_float32_only
+from downstream.localization.protocol import resolve_component, resolve_geometry
 from pretrain.configuration import ConfigError, choice, register_check
+from pretrain.export.clean_exit import run_cleanly
 from pretrain.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,12 @@ class LocDataConfig:
     root: str = ""  # image root (wsol: paths in image_ids.txt are relative to it)
     metadata: str = ""  # wsol: metadata folder (default root/metadata/<split>); coco: the JSON
     split: str = "test"  # cub: train | test | all; voc: ImageSets/Main/<split>.txt ("all": every XML)
-    image_size: int = 224  # images (and boxes) are resized to image_size x image_size
+    image_size: int = 224  # geometry=square: images (and boxes) are resized to image_size x image_size
+    # square: resize to image_size (wsolevaluation); pad: own size, zero-padded to the patch size (LOST);
+    # auto: pad for voc / coco, square for wsol / cub
+    geometry: str = choice("auto", "square", "pad")
+    no_hard: bool = False  # voc: drop truncated or difficult objects and images left without any (LOST's --no_hard)
+    cub_boxes: str = choice("wsol", "inclusive")  # cub box end: x + w (wsolevaluation's metadata) or x + w - 1
     batch_size: int = 32
     num_workers: int = 2
     max_images: int = 0  # > 0: the first max_images images
@@ -65,10 +71,13 @@ class LocalizationConfig(EvalSettings):
     block: int = -1  # attention of this block (-1 = last)
     source: str = choice("auto", "cls", "simpool")
     heads: str = "mean"  # mean | best (oracle per image) | all (mean of all) | <head index>
-    per_head: bool = True  # CorLoc of every head and of the best head
+    per_head: bool = True  # CorLoc of every head and of the best head (oracle: CorLoc_best_head_oracle)
     lost: bool = False  # also CorLoc of LOST boxes (last block keys)
     mass: float = 0.6  # share of attention kept by the CorLoc box rule
-    cam_curve_interval: float = 0.01  # threshold step (wsolevaluation's config: 0.001)
+    # connected component of the CorLoc box: largest (ours) or lost (LOST's dino_seg); auto: lost for voc / coco
+    component: str = choice("auto", "largest", "lost")
+    dinoseg_head: int = 4  # also CorLoc of this one head (LOST's DINO-seg: head 4 of ViT-S/16); -1: off
+    cam_curve_interval: float = 0.001  # threshold step (wsolevaluation's default)
     save_maps: str = ""  # write the scored maps (N, S, S) to this .npz
     pictures: int = 16  # images in the PNG grid beside output (0: none)
 
@@ -87,6 +96,11 @@ def check_localization(cfg: LocalizationConfig) -> None:
     if bool(cfg.maps) != bool(cfg.boxes):
         raise ConfigError("give both maps=<maps.npz> and boxes=<boxes.json> (or neither, with a checkpoint)")
     check_float32_only(cfg, "localization (attention maps)")
+    if cfg.dinoseg_head < -1:
+        raise ConfigError(f"dinoseg_head={cfg.dinoseg_head}: give a head index >= 0, or -1 for none")
+    if cfg.save_maps and not cfg.maps and resolve_geometry(cfg.data.geometry, cfg.data.format) == "pad":
+        raise ConfigError("save_maps needs maps of one size, but data.geometry resolves to pad (images at their own "
+                          f"sizes, the default for data.format={cfg.data.format}): set data.geometry=square")
     if not 0 < cfg.mass <= 1 or not 0 < cfg.cam_curve_interval < 1:
         raise ConfigError(f"need 0 < mass <= 1 and 0 < cam_curve_interval < 1, got {cfg.mass}, {cfg.cam_curve_interval}")
 
@@ -94,65 +108,51 @@ def check_localization(cfg: LocalizationConfig) -> None:
 register_check(LocalizationConfig, check_localization)
 
 
-def _load_boxes(path: str, n: int) -> list[np.ndarray]:
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"boxes file {p} not found (give --boxes boxes.json)")
-    data = json.loads(p.read_text())
-    if not isinstance(data, dict) or "boxes" not in data:
-        raise ValueError(f'{p} must be {{"boxes": [[[x0, y0, x1, y1], ...], ...]}} with one list per image')
-    if len(data["boxes"]) != n:
-        raise ValueError(f"{p} has {len(data['boxes'])} box lists but the maps file has {n} maps")
-    return [np.asarray(b, dtype=np.float64).reshape(-1, 4) for b in data["boxes"]]
-
-
-def _load_npz(path: str, key: str) -> np.ndarray:
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{key} file {p} not found")
-    with np.load(p) as data:
-        if key not in data.files:
-            raise ValueError(f"{p} has no array {key!r} (found {data.files}): save it with np.savez(path, {key}=...)")
-        return data[key]
-
-
-def score_files(maps: str, boxes: str, masks: str = "", interval: float = 0.01, progress: bool = True) -> dict:
-    """The ``--maps --boxes`` mode as a function: results dict (percent)."""
+def score_files(maps: str, boxes: str, masks: str = "", interval: float = 0.001, progress: bool = True,
+                component: str = "largest") -> dict:
+    """The ``--maps --boxes`` mode as a function: results dict (percent). Files are checked
+    (:mod:`downstream.localization.map_files`)."""
     from downstream.localization.evaluate import score_maps
+    from downstream.localization.map_files import load_boxes, load_maps, load_masks
 
-    arr = _load_npz(maps, "maps")
-    if arr.ndim != 3:
-        raise ValueError(f"{maps}: maps must be (N, H, W), got {arr.shape}")
-    mask_arr = _load_npz(masks, "masks") if masks else None
-    if mask_arr is not None and mask_arr.shape != arr.shape:
-        raise ValueError(f"{masks}: masks {mask_arr.shape} must match maps {arr.shape}")
-    gt = _load_boxes(boxes, arr.shape[0])
-    return score_maps(arr, gt, list(mask_arr) if mask_arr is not None else None, interval=interval,
-                      progress=progress)
+    arr = load_maps(maps)
+    mask_list = load_masks(masks, arr.shape) if masks else None
+    gt = load_boxes(boxes, arr.shape[0])
+    return score_maps(arr, gt, mask_list, interval=interval, progress=progress, component=component)
 
 
 def _run_model(cfg: LocalizationConfig) -> tuple[dict, object]:
     import torch
 
     from downstream.localization.backbone_eval import LocSettings, evaluate_backbone
-    from downstream.localization.maps import parse_heads
+    from downstream.localization.maps import parse_heads, patch_size_of
     from downstream.localization.dataset import LocDataset, collate
+    from downstream.localization.padding import size_batches
     from downstream.localization.parsers import parse
 
     d = cfg.data
     if not d.root:
         raise ValueError("give data.root=<folder> (and data.format=wsol|cub|voc|coco), or --maps/--boxes")
-    parsed = parse(d.format, d.root, d.metadata, d.split)
+    parsed = parse(d.format, d.root, d.metadata, d.split, no_hard=d.no_hard, cub_boxes=d.cub_boxes)
     records = parsed.records[: d.max_images] if d.max_images > 0 else parsed.records
     if not records:
         raise ValueError(f"no image with boxes found in {d.root} ({d.format}, split {d.split})")
     with_masks = d.masks and all(r.masks for r in records)
     device = select_device(cfg.device)
     model = build_backbone(cfg.checkpoint, cfg.model, d.image_size)
-    loader = torch.utils.data.DataLoader(LocDataset(records, d.image_size), batch_size=d.batch_size,
-                                         num_workers=d.num_workers, collate_fn=collate)
+    geometry = resolve_geometry(d.geometry, d.format)
+    dataset = LocDataset(records, d.image_size, geometry)
+    if geometry == "pad":  # images of one padded size per batch (LOST goes one image at a time)
+        sizes = [(r.size[1], r.size[0]) for r in records]
+        batches = size_batches(sizes, patch_size_of(model), d.batch_size)
+        loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, num_workers=d.num_workers,
+                                             collate_fn=collate)
+    else:
+        loader = torch.utils.data.DataLoader(dataset, batch_size=d.batch_size, num_workers=d.num_workers,
+                                             collate_fn=collate)
     settings = LocSettings(cfg.cam_curve_interval, cfg.block, cfg.source, parse_heads(cfg.heads), cfg.per_head,
-                           cfg.lost, cfg.mass, tuple(d.mean), tuple(d.std), with_masks, bool(cfg.save_maps),
+                           cfg.lost, cfg.mass, resolve_component(cfg.component, d.format), cfg.dinoseg_head,
+                           geometry, tuple(d.mean), tuple(d.std), with_masks, bool(cfg.save_maps),
                            cfg.pictures, cfg.progress)
     results, got = evaluate_backbone(model, loader, settings, device)
     results["num_images"] = len(records)
@@ -169,7 +169,9 @@ def run(cfg: LocalizationConfig) -> dict:
     if cfg.maps or cfg.boxes:
         if not (cfg.maps and cfg.boxes):
             raise ValueError("the maps mode needs both --maps maps.npz and --boxes boxes.json")
-        results, got = score_files(cfg.maps, cfg.boxes, cfg.masks, cfg.cam_curve_interval, cfg.progress), None
+        component = "largest" if cfg.component == "auto" else cfg.component
+        results, got = score_files(cfg.maps, cfg.boxes, cfg.masks, cfg.cam_curve_interval, cfg.progress,
+                                   component), None
     else:
         results, got = _run_model(cfg)
     tb = tensorboard_dir(cfg.tensorboard, cfg.output)
@@ -202,10 +204,15 @@ ALIASES = {"--checkpoint": "checkpoint", "--output": "output", "--maps": "maps",
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m downstream.localization --config FILE key=value ...``; prints the headline numbers."""
+    """``python -m downstream.localization --config FILE key=value ...``; prints the headline numbers.
+
+    A bad setting is one ``config error:`` line, bad input data (a missing file, a NaN box, a mask
+    value outside 0 / 1 / 255, broken JSON ...) one ``error:`` line naming the file / line / image;
+    both exit with status 2, without a traceback.
+    """
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg = parse_with_aliases(LocalizationConfig, argv, ALIASES, __doc__)
-    res = run(cfg)
+    res = run_cleanly(lambda: run(cfg))
     base = res.get("centre_baseline", {})
     line = "  ".join(f"{k} {res[k]:.2f} (centre {base.get(k, float('nan')):.2f})"
                      for k in ("MaxBoxAccV2", "MaxBoxAcc", "CorLoc", "PxAP") if k in res)

@@ -2,7 +2,7 @@
 
 Used by both CLI modes (``--maps`` files and ``--checkpoint``) and usable directly::
 
-    scorer = MapScorer(interval=0.01, with_masks=False)
+    scorer = MapScorer(interval=0.001, with_masks=False)
     for m, gt in zip(maps, boxes):
         scorer.add(m, gt)
     scorer.compute()   # {"MaxBoxAccV2": ..., "MaxBoxAcc": ..., "CorLoc": ..., ...}
@@ -36,11 +36,13 @@ class MapScorer:
     """Accumulates every metric for full-resolution maps (H, W) with GT boxes in the same frame.
 
     CorLoc boxes come from ``corloc_boxes`` when given to :meth:`add` (e.g. patch-level 60%-mass
-    or LOST boxes), else from the 60%-of-mass rule on the normalised map itself (pixel level).
+    or LOST boxes), else from the 60%-of-mass rule on the normalised map itself (pixel level),
+    with the connected component picked by ``component`` (``largest`` or ``lost``).
     """
 
-    def __init__(self, interval: float = 0.01, with_masks: bool = False) -> None:
+    def __init__(self, interval: float = 0.001, with_masks: bool = False, component: str = "largest") -> None:
         thr = thresholds_for(interval)
+        self.component = component
         self.boxes = BoxAccumulator(thr)
         self.pxap = PxAPAccumulator(thr) if with_masks else None
         self.pred: list[np.ndarray] = []
@@ -55,7 +57,7 @@ class MapScorer:
             self.pxap.add(score_map, mask, name)
         if corloc_box is None:
             norm = torch.from_numpy(normalize_map(score_map, name))
-            corloc_box = mass_boxes(norm.view(1, -1), tuple(norm.shape), 1, tuple(norm.shape))[0]
+            corloc_box = mass_boxes(norm.view(1, -1), tuple(norm.shape), 1, tuple(norm.shape), rule=self.component)[0]
         self.pred.append(np.asarray(corloc_box, dtype=np.float64))
         self.gt.append(to_continuous(gt_boxes))
 
@@ -68,8 +70,8 @@ class MapScorer:
 
 
 def score_maps(maps: np.ndarray, boxes: list[np.ndarray], masks: list[np.ndarray] | None = None,
-               names: list[str] | None = None, interval: float = 0.01, baseline: bool = True,
-               progress: bool = False) -> dict:
+               names: list[str] | None = None, interval: float = 0.001, baseline: bool = True,
+               progress: bool = False, component: str = "largest") -> dict:
     """Score maps (N, H, W) against per-image GT boxes (inclusive, map frame); adds ``centre_baseline``.
 
     Raises:
@@ -83,7 +85,8 @@ def score_maps(maps: np.ndarray, boxes: list[np.ndarray], masks: list[np.ndarray
     if len(boxes) != len(maps):
         raise ValueError(f"{len(maps)} maps but {len(boxes)} box lists: one list of boxes per map")
     names = names or [f"image {i}" for i in range(len(maps))]
-    model, base = MapScorer(interval, masks is not None), MapScorer(interval, masks is not None)
+    model = MapScorer(interval, masks is not None, component)
+    base = MapScorer(interval, masks is not None, component)
     gauss = centre_gaussian(*maps.shape[1:])
     for i in tqdm(range(len(maps)), desc="scoring maps", disable=not progress, leave=False):
         mask = masks[i] if masks is not None else None

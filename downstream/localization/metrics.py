@@ -44,7 +44,7 @@ def _cv2():
 
 
 def thresholds_for(interval: float) -> np.ndarray:
-    """``arange(0, 1, interval)``: the score-map thresholds (0.01 -> 100 values, 0.001 -> 1000)."""
+    """``arange(0, 1, interval)``: the score-map thresholds (0.001 -> 1000 values, wsolevaluation's default)."""
     if not 0 < interval < 1:
         raise ValueError(f"cam_curve_interval must be in (0, 1), got {interval}")
     return np.arange(0, 1, interval)
@@ -142,6 +142,10 @@ def check_boxes(boxes: np.ndarray, hw: tuple[int, int], name: str) -> np.ndarray
     b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     if b.shape[0] == 0:
         raise ValueError(f"{name} has no ground-truth box: give at least one box per image (or drop the image)")
+    finite = np.isfinite(b).all(1)
+    if not finite.all():
+        raise ValueError(f"{name}: box {b[~finite][0].tolist()} holds NaN or inf: every ground-truth box needs 4 "
+                         "finite coordinates x0, y0, x1, y1")
     h, w = hw
     bad = (b[:, 0] > b[:, 2]) | (b[:, 1] > b[:, 3]) | (b[:, :2] < 0).any(1) | (b[:, 2] > w - 1) | (b[:, 3] > h - 1)
     if bad.any():
@@ -211,8 +215,10 @@ class PxAPAccumulator:
 
     def add(self, score_map: np.ndarray, mask: np.ndarray, name: str = "image") -> None:
         """``score_map`` (H, W) any range; ``mask`` (H, W) uint8 with 1 = object, 0 = background, 255 = ignore."""
+        from downstream.localization.masks import check_mask_values
+
         norm = normalize_map(score_map, name)
-        mask = np.asarray(mask)
+        mask = check_mask_values(mask, name)
         if mask.shape != norm.shape:
             raise ValueError(f"{name}: mask shape {mask.shape} differs from the map shape {norm.shape}")
         self.pos_hist += np.histogram(norm[mask == 1], bins=self.edges)[0]

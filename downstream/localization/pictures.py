@@ -38,8 +38,8 @@ def localization_grid(images: list[np.ndarray], maps: list[np.ndarray], gt_boxes
     """One RGB grid: per image two panels (the photo with boxes; the heat map overlay with boxes).
 
     Args:
-        images: (S, S, 3) uint8 each.
-        maps: (S, S) score maps (any range).
+        images: (H, W, 3) uint8 each (sizes may differ: panels are padded to the largest).
+        maps: (H, W) score maps (any range), one per image.
         gt_boxes: (K, 4) inclusive boxes (green); the V2 boxes at ``threshold`` are drawn red.
 
     Returns:
@@ -59,6 +59,9 @@ def localization_grid(images: list[np.ndarray], maps: list[np.ndarray], gt_boxes
         panels.append(np.concatenate([photo, overlay], axis=1))
     if not panels:
         raise ValueError("no image to draw")
+    h = max(p.shape[0] for p in panels)  # images at their own sizes (LOST's geometry): pad with black
+    w = max(p.shape[1] for p in panels)
+    panels = [np.pad(p, ((0, h - p.shape[0]), (0, w - p.shape[1]), (0, 0))) for p in panels]
     blank = np.zeros_like(panels[0])
     rows = [panels[i:i + columns] for i in range(0, len(panels), columns)]
     rows[-1] += [blank] * (columns - len(rows[-1])) if len(rows) > 1 else []

@@ -161,8 +161,9 @@ def test_maps_mode_json_keys_and_baseline(tmp_path):
     assert res["MaxBoxAccV2"] == 100.0 and res["MaxBoxAcc"] == 100.0
     assert (tmp_path / "out.config.yaml").is_file()
     (tmp_path / "boxes.json").write_text('{"boxes": [[[2, 2, 9, 9]]]}')
-    with pytest.raises(ValueError, match="1 box lists but the maps file has 2 maps"):
+    with pytest.raises(SystemExit) as exc:  # one "error:" line, exit status 2 (tests/.../test_input_errors.py)
         main(["--maps", str(tmp_path / "maps.npz"), "--boxes", str(tmp_path / "boxes.json"), "progress=false"])
+    assert exc.value.code == 2
 
 
 def test_best_head_is_the_one_matching_the_object():

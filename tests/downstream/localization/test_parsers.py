@@ -77,10 +77,17 @@ def test_cub_and_wsol_layouts_written_from_the_photos(examples, tmp_path):
                       ("localization.txt", "loc")):
         (meta / name).write_text("\n".join(lines[key]) + "\n")
 
-    test = parse("cub", str(cub), split="test").records
+    test = parse("cub", str(cub), split="test", cub_boxes="inclusive").records
     assert len(test) == 2 and [r.boxes.tolist() for r in test] == [coco[1].boxes[:1].tolist(),
                                                                    coco[2].boxes[:1].tolist()]
     assert test[0].size == coco[1].size and test[0].label == 0
+    # default: wsolevaluation's convention ends the box at x + w, y + h (one past the last pixel),
+    # clipped to the image (W - 1, H - 1) when that reaches the border (the 500 x 375 photo's y1 = 374)
+    parsed = parse("cub", str(cub), split="test")
+    want = [[x0, y0, min(x1 + 1, r.size[0] - 1), min(y1 + 1, r.size[1] - 1)]
+            for r in coco[1:] for x0, y0, x1, y1 in r.boxes[:1].tolist()]
+    assert [r.boxes[0].tolist() for r in parsed.records] == want
+    assert parsed.notes == {"boxes clipped to the image": 1}
     wsol = parse("wsol", str(cub), metadata=str(meta)).records
     assert [r.boxes.tolist() for r in wsol] == [r.boxes.tolist() for r in coco]
 
