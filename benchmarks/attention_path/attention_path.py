@@ -10,8 +10,8 @@ locals: T=5; batch 128: 256 global and 768 local crops) and ViT-S/16 (6 heads of
 96 px: T=37; batch 4: 8 global and 40 local crops), plus T in {50, 65, 257, 577}.
 
 Usage:
-    OMP_NUM_THREADS=1 python benchmarks/attention_path.py --threads 1 --reps 15 \
-        --out benchmarks/results/attention_path.md
+    OMP_NUM_THREADS=1 python -m benchmarks.attention_path.attention_path --threads 1 --reps 15 \
+        --out benchmarks/attention_path/results/attention_path.md
 """
 
 from __future__ import annotations
@@ -21,15 +21,13 @@ import datetime
 import os
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # the benchmarks' provenance helper
-from provenance import cpu_name
+from benchmarks.provenance import command_line, cpu_name
 
 # (label, batch*crops, heads, T, head dim)
 CASES = [
@@ -104,7 +102,7 @@ def main() -> None:
         (f"- machine: {cpu_name()} ({os.cpu_count()} cores, shared with other jobs), device {args.device}, "
         f"torch threads {torch.get_num_threads()}"),
         f"- torch {torch.__version__}, python {platform.python_version()}",
-        f"- command: `{' '.join(['python'] + sys.argv)}`",
+        f"- command: `{command_line()}`",
         f"- median of {args.reps} interleaved repetitions; ratio = explicit / fused (< 1: explicit faster)",
         "",
         "| regime | dtype | B*crops | heads | T | d | fused ms | explicit ms | explicit / fused |",

@@ -13,8 +13,8 @@ to a 400-500 px long side and saved as JPEG (quality 90) in an ImageFolder (one 
 The loaders run in alternating rounds (one epoch slice each), so background load on a shared
 machine hits all of them alike; the first round (worker start-up, numba compilation) is not timed.
 
-Usage: python benchmarks/ffcv_loader.py [--images 2000] [--workers 2] [--batch-size 64] [--rounds 4]
-Writes benchmarks/results/ffcv_loader.md.
+Usage: python -m benchmarks.ffcv_loader.ffcv_loader [--images 2000] [--workers 2] [--batch-size 64] [--rounds 4]
+Writes benchmarks/ffcv_loader/results/ffcv_loader.md.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import argparse
 import gc
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,11 +32,9 @@ import psutil
 import torch
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results" / "ffcv_loader.md"
-sys.path.insert(0, str(REPO))  # runnable from a checkout without installing the package
+from benchmarks.provenance import command_line, load_average, machine_line, utc_now, versions_line
 
-from provenance import command_line, load_average, machine_line, utc_now, versions_line
+RESULTS = Path(__file__).resolve().parent / "results" / "ffcv_loader.md"
 
 
 def real_photos() -> dict[str, np.ndarray]:

@@ -11,15 +11,15 @@
 #   4. ffcv    the FFCV multi-crop loader with the colour ops on the GPU, next to the CPU paths;
 #              skipped with a message where ffcv is not installed.
 #
-# Usage:  bash benchmarks/gpu_suite.sh [--cpu-smoke]      (or GPU_SUITE_SMOKE=1)
+# Usage:  bash benchmarks/gpu_suite/gpu_suite.sh [--cpu-smoke]      (or GPU_SUITE_SMOKE=1)
 #   --cpu-smoke  runs every part shrunk on the CPU (demo regime, aot_eager compile, 20k-row k-NN,
 #                64-image loader run): checks the whole suite end to end in a few minutes.
-# Results: $OUT if set, else benchmarks/results/gpu/ (smoke: benchmarks/results/gpu_smoke/):
+# Results: $OUT if set, else benchmarks/gpu_suite/results/gpu/ (smoke: benchmarks/gpu_suite/results/cpu_smoke/):
 #   gpu_suite.md (all tables + goal checks), gpu_suite.json (all numbers), gpu_suite.log.
 # Needs torch and the package's core dependencies (numpy, omegaconf, pyyaml, tqdm, pillow; see
 # GPU_SUITE_WHEELS below); ffcv, faiss and submitit are optional (checked, never imported at top level).
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."  # the repository root: the parts run as python -m benchmarks.<topic>.<script>
 
 source benchmarks/suite_common.sh
 suite_parse_args gpu_suite.sh "${GPU_SUITE_SMOKE:-0}" "$@"
@@ -28,16 +28,16 @@ suite_parse_args gpu_suite.sh "${GPU_SUITE_SMOKE:-0}" "$@"
 suite_require gpu_suite.sh GPU_SUITE_WHEELS "omegaconf pyyaml tqdm numpy pillow" torch numpy omegaconf yaml tqdm PIL
 suite_require_gpu gpu_suite.sh GPU_SUITE_SMOKE  # before the results folder: a recorded gpu_suite.log stays
 if [ "$SMOKE" = 1 ]; then
-  RESULTS="${OUT:-benchmarks/results/gpu_smoke}"
+  RESULTS="${OUT:-benchmarks/gpu_suite/results/cpu_smoke}"
 else
-  RESULTS="${OUT:-benchmarks/results/gpu}"
+  RESULTS="${OUT:-benchmarks/gpu_suite/results/gpu}"
 fi
 mkdir -p "$RESULTS"
 PARTS="$(mktemp -d)"
 LOG="$RESULTS/gpu_suite.log"
 : > "$LOG"
-COMMAND="bash benchmarks/gpu_suite.sh $*"
-[ "$SMOKE" = 1 ] && [ "$*" = "" ] && COMMAND="GPU_SUITE_SMOKE=1 bash benchmarks/gpu_suite.sh"
+COMMAND="bash benchmarks/gpu_suite/gpu_suite.sh $*"
+[ "$SMOKE" = 1 ] && [ "$*" = "" ] && COMMAND="GPU_SUITE_SMOKE=1 bash benchmarks/gpu_suite/gpu_suite.sh"
 START=$(date +%s)
 
 if [ "$SMOKE" = 1 ]; then
@@ -71,20 +71,20 @@ run_part() {  # name, time limit (s), command...
   STATUS+=("$name=$status")
 }
 
-run_part step "$LIMIT_STEP" "$PY" benchmarks/pretrain_step.py "${STEP_ARGS[@]}" --device "$DEVICE" \
+run_part step "$LIMIT_STEP" "$PY" -m benchmarks.pretrain_step.pretrain_step "${STEP_ARGS[@]}" --device "$DEVICE" \
   --strategies attmask_high,random --attention fused --flops --out "$PARTS/step"
-run_part attention "$LIMIT_ATTN" "$PY" benchmarks/pretrain_step.py "${ATTN_ARGS[@]}" --device "$DEVICE" \
+run_part attention "$LIMIT_ATTN" "$PY" -m benchmarks.pretrain_step.pretrain_step "${ATTN_ARGS[@]}" --device "$DEVICE" \
   --strategies attmask_high --attention fused,explicit --out "$PARTS/attention"
-run_part knn "$LIMIT_KNN" "$PY" benchmarks/knn_gpu.py "${KNN_ARGS[@]}" --out "$PARTS/knn"
+run_part knn "$LIMIT_KNN" "$PY" -m benchmarks.knn.knn_gpu "${KNN_ARGS[@]}" --out "$PARTS/knn"
 if "$PY" -c "import ffcv, skimage, sklearn" >/dev/null 2>&1; then
-  run_part ffcv "$LIMIT_FFCV" "$PY" benchmarks/ffcv_loader.py "${FFCV_ARGS[@]}" --out "$PARTS/ffcv.md"
+  run_part ffcv "$LIMIT_FFCV" "$PY" -m benchmarks.ffcv_loader.ffcv_loader "${FFCV_ARGS[@]}" --out "$PARTS/ffcv.md"
 else
   echo "== ffcv: skipped: ffcv (or scikit-image / scikit-learn for the test photos) is not installed here" \
     | tee -a "$LOG"
   STATUS+=("ffcv=skipped: ffcv, scikit-image or scikit-learn not installed on this machine")
 fi
 
-"$PY" benchmarks/gpu_summary.py --parts "$PARTS" --results "$RESULTS" --command "$COMMAND" \
+"$PY" -m benchmarks.gpu_suite.gpu_summary --parts "$PARTS" --results "$RESULTS" --command "$COMMAND" \
   --seconds "$(( $(date +%s) - START ))" --smoke "$SMOKE" --status "${STATUS[@]}" | tee -a "$LOG"
 rm -rf "$PARTS"
 for s in "${STATUS[@]}"; do

@@ -1,6 +1,7 @@
-"""Collects the parts of `benchmarks/gpu_suite.sh` into gpu_suite.md and gpu_suite.json.
+"""Collects the parts of `benchmarks/gpu_suite/gpu_suite.sh` into gpu_suite.md and gpu_suite.json.
 
-Reads PARTS/step.json, attention.json, knn.json (written by `pretrain_step.py` / `knn_gpu.py`)
+Reads PARTS/step.json, attention.json, knn.json (written by `benchmarks.pretrain_step.pretrain_step` /
+`benchmarks.knn.knn_gpu`)
 and ffcv.md where present, checks the issue-12 goals (>= 2,000 img/s per H100-class GPU,
 >= 40% MFU, AttMask-High <= 3% over random) and writes one report with machine, versions, date
 and the command.
@@ -10,12 +11,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from provenance import load_average, machine_line, utc_now, versions_line
+from benchmarks.provenance import load_average, machine_line, utc_now, versions_line
 
 GOAL_IMG_S, GOAL_MFU, GOAL_ATTMASK_OVERHEAD = 2000.0, 0.40, 0.03
 

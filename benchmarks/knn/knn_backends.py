@@ -10,8 +10,8 @@ The reference mirrors DINO's ``knn_classifier`` (eval_knn.py): test features in 
 full (chunk x N_train) similarity matrix per chunk, topk, one-hot (chunk*k, C) votes, and one
 complete pass per k as DINO's main loop calls it once per k.
 
-Usage: python benchmarks/knn_backends.py [--n-train 200000 --n-test 10000 --dim 384]
-Writes benchmarks/results/knn_backends.md (or --out).
+Usage: python -m benchmarks.knn.knn_backends [--n-train 200000 --n-test 10000 --dim 384]
+Writes benchmarks/knn/results/knn_backends.md (or --out).
 """
 
 from __future__ import annotations
@@ -30,10 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from provenance import command_line
+from benchmarks.provenance import REPO, command_line
 
 KS = (10, 20, 100, 200)
 TEMPERATURE = 0.07
@@ -171,7 +168,7 @@ def main() -> None:
     parser.add_argument("--n-test", type=int, default=10_000)
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--classes", type=int, default=1000)
-    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "knn_backends.md"))
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "knn_backends.md"))
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one implementation
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -185,8 +182,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="knn-bench-") as tmp:
         make_data(Path(tmp), args.n_train, args.n_test, args.dim, args.classes)
         for impl in impls:
-            out = subprocess.run([sys.executable, __file__, "--one", impl, "--folder", tmp],
-                                 capture_output=True, text=True, check=True)
+            out = subprocess.run([sys.executable, "-m", "benchmarks.knn.knn_backends", "--one", impl, "--folder", tmp],
+                                 cwd=REPO, capture_output=True, text=True, check=True)
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
             print(f"{impl}: {rows[-1]['seconds']:.1f} s, peak {rows[-1]['peak_mb']:.0f} MB", flush=True)
     load_end = " ".join(f"{x:.1f}" for x in os.getloadavg())

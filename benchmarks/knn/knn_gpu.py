@@ -3,27 +3,24 @@
 Synthetic clustered features are drawn on the device (default 1.28M x 384 train, 50k x 384 test,
 1000 classes: the ImageNet-1k train / val sizes at ViT-S width), then `downstream.knn.knn_classify`
 (backend ``torch``, blocked exact search, one search for all k) and the DINO-style reference
-(as in `benchmarks/knn_backends.py`, on the device: full similarity rows per test chunk, one pass per k)
+(as in `benchmarks/knn/knn_backends.py`, on the device: full similarity rows per test chunk, one pass per k)
 classify the test set for k in {10, 20, 100, 200}. Needs only torch (no faiss): faiss-gpu, where
 installed, is a further backend of `downstream.knn_backends` and is timed too.
 
-Usage: python benchmarks/knn_gpu.py [--n-train 1281167 --n-test 50000 --dim 384 --device cuda]
-Writes OUT.json and OUT.md (default benchmarks/results/knn_gpu).
+Usage: python -m benchmarks.knn.knn_gpu [--n-train 1281167 --n-test 50000 --dim 384 --device cuda]
+Writes OUT.json and OUT.md (default benchmarks/knn/results/knn_gpu).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout
-
-from provenance import command_line, load_average, machine_line, utc_now, versions_line
+from benchmarks.provenance import command_line, load_average, machine_line, utc_now, versions_line
 
 KS = (10, 20, 100, 200)
 TEMPERATURE = 0.07
@@ -70,7 +67,7 @@ def main() -> None:
     ap.add_argument("--classes", type=int, default=1000)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--no-reference", action="store_true", help="skip the DINO-style reference")
-    ap.add_argument("--out", default="benchmarks/results/knn_gpu")
+    ap.add_argument("--out", default="benchmarks/knn/results/knn_gpu")
     args = ap.parse_args()
 
     from downstream.knn.weighted_knn import knn_classify

@@ -2,9 +2,9 @@
 
 Counts with ``torch.utils.flop_counter.FlopCounterMode`` (matmul-type ops: linear, bmm,
 einsum, SDPA; elementwise ops are not counted) on one block's forward, batch 1, and the
-whole ViT-S/16 forward. Writes benchmarks/results/manifold_key_cost.md.
+whole ViT-S/16 forward. Writes benchmarks/manifold_key/results/manifold_key_cost.md.
 
-    python benchmarks/manifold_key_cost.py [--charts 4 8]
+    python -m benchmarks.manifold_key.manifold_key_cost [--charts 4 8]
 """
 
 from __future__ import annotations

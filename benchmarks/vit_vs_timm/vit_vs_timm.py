@@ -3,8 +3,8 @@
 One run, both models interleaved (order alternating per repeat), same batch, forward +
 backward of the pooled embedding. Writes a markdown report with machine and date.
 
-    python benchmarks/vit_vs_timm.py                       # CPU, B=8, 224 px
-    python benchmarks/vit_vs_timm.py --device cuda --amp --batch 128 --compile
+    python -m benchmarks.vit_vs_timm.vit_vs_timm                       # CPU, B=8, 224 px
+    python -m benchmarks.vit_vs_timm.vit_vs_timm --device cuda --amp --batch 128 --compile
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import datetime
 import os
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -22,10 +21,8 @@ import timm
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from benchmarks.provenance import command_line, cpu_name
 from pretrain.models import create_model, load_pretrained
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # the benchmarks' provenance helper
-from provenance import cpu_name
 
 
 
@@ -113,7 +110,7 @@ def main() -> None:
         (f"- machine: {machine}; 1-min load average at start / end of timing: {load_start:.1f} / "
         f"{os.getloadavg()[0]:.1f}"),
         f"- torch {torch.__version__}, timm {timm.__version__}, python {platform.python_version()}",
-        f"- command: `python benchmarks/vit_vs_timm.py {' '.join(f'--{k.replace(chr(95), chr(45))} {v}' for k, v in vars(args).items() if v not in (None, False))}`",
+        f"- command: `{command_line()}`",
         "",
         "## Parity (timm random init loaded with `load_pretrained`, fp32, eval)",
         "",
