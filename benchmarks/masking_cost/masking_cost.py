@@ -1,30 +1,30 @@
 """Where AttMask-High's step overhead over random masking goes: each masker, and the step profile.
 
-Part 1 times `pretrain.masking.Masker` alone per strategy on the shapes of both regimes (teacher
-scores (G*B, N)), interleaved, median per call. Part 2 profiles one full demo-regime step per
-strategy with torch.profiler and lists, per operator, the self CPU time that AttMask-High spends
-beyond random masking (the operators where the two steps differ most).
+Part 1 times each regime's masker alone (the recipe's ``mask`` settings with ``mask.strategy``
+switched, built by `pretrain.build.build_masker_from`) per strategy on the shapes of both regimes
+(teacher scores (G*B, N)), interleaved, median per call. Part 2 profiles one full demo-regime
+training step per strategy (`Regime.step` of `benchmarks.pretrain_step.pretrain_step`: the public
+`forward_losses` + `optimizer_step` + EMA on objects made by the package's builders) with
+torch.profiler and lists, per operator, the self CPU time that AttMask-High spends beyond random
+masking (the operators where the two steps differ most).
 
-Usage: python benchmarks/masking_cost.py [--calls 200] [--profile-steps 3]
-Writes benchmarks/results/masking_cost.md (or --out).
+Usage (from the repository root):
+    python -m benchmarks.masking_cost.masking_cost [--calls 200] [--profile-steps 3]
+Writes benchmarks/masking_cost/results/masking_cost.md (or --out).
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout
-
-from pretrain_step import Regime
-from provenance import command_line, load_average, machine_line, utc_now, versions_line
-
-from pretrain.masking.masker import build_masker
+from benchmarks.pretrain_step.pretrain_step import Regime, recipe_config
+from benchmarks.provenance import command_line, load_average, machine_line, utc_now, versions_line
+from pretrain.build import build_masker_from
 
 SHAPES = {"vits16:4": (8, (14, 14)), "demo:128": (256, (4, 4))}  # (G*B crops, patch grid)
 STRATEGIES = ("random", "block", "attmask_high")
@@ -36,7 +36,8 @@ def masker_costs(calls: int) -> dict[str, dict[str, float]]:
     out = {}
     for regime, (crops, grid) in SHAPES.items():
         scores = torch.rand(crops, grid[0] * grid[1], generator=gen).softmax(-1)
-        maskers = {s: build_masker(s, prob=0.5, ratio_range=(0.1, 0.5)) for s in STRATEGIES}
+        maskers = {s: build_masker_from(recipe_config(regime.split(":")[0], [f"mask.strategy={s}"]))
+                   for s in STRATEGIES}
         times = {s: [] for s in STRATEGIES}
         for _ in range(calls):
             for s, m in maskers.items():
@@ -55,10 +56,10 @@ def profile_diff(steps: int, top: int = 12) -> tuple[dict[str, float], list[tupl
     per_op: dict[str, dict[str, float]] = {}
     totals = {}
     for s in ("random", "attmask_high", "random", "attmask_high"):  # the second pass of each is kept
-        regime.step(s, "fused", "none", 0)
+        regime.step(s, "fused", 0)
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             for i in range(steps):
-                regime.step(s, "fused", "none", i)
+                regime.step(s, "fused", i)
         per_op[s] = {e.key: e.self_cpu_time_total / 1000.0 / steps for e in prof.key_averages()}
         totals[s] = sum(per_op[s].values())
     keys = set(per_op["random"]) | set(per_op["attmask_high"])
@@ -72,7 +73,7 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=200)
     ap.add_argument("--profile-steps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", default="benchmarks/results/masking_cost.md")
+    ap.add_argument("--out", default="benchmarks/masking_cost/results/masking_cost.md")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     load_start = load_average()

@@ -1,8 +1,11 @@
 """Throughput of one full iBOT pretraining step, per regime, masking strategy, attention path, compile.
 
 One step = teacher forward (with its [CLS] attention), masks, student forward on all crops,
-losses, backward, gradient clipping, AdamW, EMA update: `pretrain.step.forward_losses` +
-`optimizer_step` + `EMATeacher.update`, on synthetic crops (data loading excluded). All variants
+losses, backward, gradient clipping, AdamW, EMA update: what `pretrain.train` runs per batch,
+`pretrain.step.forward_losses` + `optimizer_step` + `EMATeacher.update`, on objects made by the
+package's builders (`pretrain.build`: networks, objective, masker, AdamW, schedules; AMP and loss
+scaler by `pretrain.amp`; patch selection and update settings by the trainer's `loop_settings`), on
+synthetic crops (data loading excluded). All variants
 of a regime share one network (the masking strategy and the attention path only switch modules),
 and run round-robin, so machine noise hits all of them alike: read the ratios, which come from
 one run. Reported per variant: seconds per step (median of the rounds), images/s, CPU seconds
@@ -15,58 +18,73 @@ Regimes (NAME:BATCH):
     vits16  configs/pretrain/ibot_vits16_attmask_high.yaml, ViT-S/16, 2x224 + 10x96 (the papers')
     demo    configs/pretrain/demo_fmnist.yaml, ViT-pico/7 on 28 px, 2x28 + 6x14 (make demo)
 
-Usage:
-    python benchmarks/pretrain_step.py --regimes vits16:4,demo:128     # CPU: both regimes
-    python benchmarks/pretrain_step.py --regimes vits16:4,demo:128 --strategies attmask_high \\
-        --attention fused --compile                                     # compile vs eager
-    python benchmarks/pretrain_step.py --regimes vits16:64 --device cuda --amp bf16 --flops  # a GPU
-Writes OUT.json and OUT.md (default benchmarks/results/pretrain_step_cpu).
+Usage (from the repository root):
+    python -m benchmarks.pretrain_step.pretrain_step --regimes vits16:4,demo:128     # CPU: both regimes
+    python -m benchmarks.pretrain_step.pretrain_step --regimes vits16:4,demo:128 \\
+        --strategies attmask_high --attention fused --compile                     # compile vs eager
+    python -m benchmarks.pretrain_step.pretrain_step --regimes vits16:64 --device cuda --amp bf16 --flops
+Writes OUT.json and OUT.md (default benchmarks/pretrain_step/results/pretrain_step).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout
-
-from provenance import command_line, load_average, machine_line, utc_now, versions_line, write_report
-
-from pretrain.amp import autocast_context
-from pretrain.build import (build_pretrain_loss as build_loss, build_masker_from, build_network, build_optimizer_from, build_schedules,
-                            compile_backbone)
+from benchmarks.provenance import command_line, load_average, machine_line, utc_now, versions_line, write_report
+from pretrain.amp import autocast_context, grad_scaler, resolve_amp
+from pretrain.build import (build_masker_from, build_network, build_optimizer_from, build_pretrain_loss,
+                            build_schedules, compile_backbone)
 from pretrain.config import PretrainConfig
 from pretrain.configuration import load_config
 from pretrain.models.teacher_student import EMATeacher
-from pretrain.step import StepModules, StudentCall, UpdateSettings, forward_losses, optimizer_step
+from pretrain.step import StepModules, StudentCall, forward_losses, optimizer_step
+from pretrain.train import loop_settings
 
+STEPS_PER_EPOCH = 1000  # of the schedules (their values do not change the cost of a step)
 RECIPES = {"vits16": "configs/pretrain/ibot_vits16_attmask_high.yaml", "demo": "configs/pretrain/demo_fmnist.yaml"}
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16 tensor-core peak
 
 
-class Regime:
-    """One network (student, EMA teacher, losses, AdamW) and synthetic crops of one recipe."""
+def recipe_config(name: str, overrides: list[str] | None = None) -> PretrainConfig:
+    """The config of regime ``name`` (its recipe YAML) with ``key=value`` overrides."""
+    return load_config(PretrainConfig, RECIPES[name], overrides or [])
 
-    def __init__(self, name: str, batch: int, device: torch.device, compiled: bool, backend: str = "inductor") -> None:
+
+class Regime:
+    """What `pretrain.build.build_run` makes for one recipe (student, EMA teacher, objective, maskers,
+    AdamW, loss scaler, schedules; no data), and synthetic crops of the recipe's sizes.
+
+    Built with the same public builders as a training run, in the same order; ``amp`` is ``run.amp``.
+    """
+
+    def __init__(self, name: str, batch: int, device: torch.device, compiled: bool, backend: str = "inductor",
+                 amp: str = "none") -> None:
         self.name, self.device, self.compiled = name, device, compiled
-        self.overrides = [f"data.batch_size={batch}"]
-        cfg = self.cfg = load_config(PretrainConfig, RECIPES[name], self.overrides)
+        self.overrides = [f"data.batch_size={batch}", f"run.amp={amp}"]
+        cfg = self.cfg = recipe_config(name, self.overrides)
         self.student = build_network(cfg, True).to(device)
         self.teacher = build_network(cfg, False).to(device)
         self.ema = EMATeacher(self.student, self.teacher)
+        self.losses = build_pretrain_loss(cfg).to(device)
+        self.opt = build_optimizer_from(cfg, self.student, batch)
+        self.amp = resolve_amp(cfg.run.amp, device)
         if compiled:
             compile_backbone(self.student.backbone, backend)
             compile_backbone(self.teacher.backbone, backend)
         self.call = StudentCall(self.student)
-        self.losses = build_loss(cfg).to(device)
-        self.opt = build_optimizer_from(cfg, self.student, batch)
-        self.sched = build_schedules(cfg, 1000, batch)
+        self.scaler = grad_scaler(device, self.amp)
+        self.sched = build_schedules(cfg, STEPS_PER_EPOCH, batch)
+        settings = loop_settings(cfg, STEPS_PER_EPOCH)  # the trainer's patch selection and update settings
+        self.patch_selection = settings.patch_selection
+        # the steady state: past the first epoch(s), whose frozen last layer skips part of the update
+        self.update = dataclasses.replace(settings.update, freeze_last_layer_steps=0)
         self.gen = torch.Generator(device=device).manual_seed(0)
         d = cfg.data
         crops = torch.Generator().manual_seed(0)
@@ -77,27 +95,28 @@ class Regime:
         self.maskers = {}
 
     def masker(self, strategy: str):
+        """The recipe's masker with ``mask.strategy=strategy`` (`pretrain.build.build_masker_from`)."""
         if strategy not in self.maskers:
             self.maskers[strategy] = build_masker_from(
-                load_config(PretrainConfig, RECIPES[self.name], [*self.overrides, f"mask.strategy={strategy}"]))
+                recipe_config(self.name, [*self.overrides, f"mask.strategy={strategy}"]))
         return self.maskers[strategy]
 
-    def step(self, strategy: str, attention: str, amp: str, index: int) -> None:
+    def step(self, strategy: str, attention: str, index: int) -> None:
+        """One training step as `pretrain.train` runs it (its ``_train_step`` without the logging)."""
         self.student.backbone.set_attention(attention)  # the model.attention config key
         self.teacher.backbone.set_attention(attention)
         s = self.sched.at(index)
         modules = StepModules(self.call, self.teacher, self.losses, self.masker(strategy), self.gen)
         res = forward_losses(modules, self.glob, self.loc, s["teacher_temp"], s["teacher_patch_temp"],
-                             autocast_context(self.device, amp))
-        optimizer_step(self.opt, None, self.student, res.loss, s, index,
-                       UpdateSettings(self.cfg.optim.clip_grad, self.cfg.optim.clip_mode, 0))
+                             autocast_context(self.device, self.amp), self.patch_selection)
+        optimizer_step(self.opt, self.scaler, self.student, res.loss, s, index, self.update)
         self.ema.update(s["momentum"])
 
-    def flops(self, strategy: str, attention: str, amp: str) -> float:
+    def flops(self, strategy: str, attention: str) -> float:
         from torch.utils.flop_counter import FlopCounterMode
 
         with FlopCounterMode(display=False) as counter:
-            self.step(strategy, attention, amp, 0)
+            self.step(strategy, attention, 0)
         return float(counter.get_total_flops())
 
 
@@ -117,22 +136,22 @@ def timed(fn, device: torch.device) -> tuple[float, float]:
 
 def measure(args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
-    amp = ("bf16" if device.type == "cuda" else "none") if args.amp == "auto" else args.amp
+    amp = resolve_amp(args.amp, device)  # as run.amp resolves
     strategies, paths = args.strategies.split(","), args.attention.split(",")
     result = {"date": utc_now(), "command": command_line(), "machine": machine_line(), "versions": versions_line(),
               "torch_threads": torch.get_num_threads(), "device": str(device), "amp": amp,
               "load_start": load_average(), "regimes": {}}
     for spec in args.regimes.split(","):
         name, batch = spec.split(":")
-        builds = {False: Regime(name, int(batch), device, False)}
+        builds = {False: Regime(name, int(batch), device, False, amp=amp)}
         if args.compile:
-            builds[True] = Regime(name, int(batch), device, True, args.compile_backend)
+            builds[True] = Regime(name, int(batch), device, True, args.compile_backend, amp=amp)
         variants = [(s, p, c) for c in builds for p in paths for s in strategies]
         first_step = {}
         for s, p, c in variants:  # warm-up; the first step of a compiled variant includes its compilation
-            first_step[(s, p, c)] = timed(lambda b=builds[c], s=s, p=p: b.step(s, p, amp, 0), device)
+            first_step[(s, p, c)] = timed(lambda b=builds[c], s=s, p=p: b.step(s, p, 0), device)
             for i in range(1, args.warmup):
-                builds[c].step(s, p, amp, i)
+                builds[c].step(s, p, i)
         walls = {v: [] for v in variants}
         cpus = {v: [] for v in variants}
         peak_mem = dict.fromkeys(variants, 0.0)
@@ -140,7 +159,7 @@ def measure(args: argparse.Namespace) -> dict:
             for s, p, c in variants:
                 def run(b=builds[c], s=s, p=p):
                     for i in range(args.steps):
-                        b.step(s, p, amp, i)
+                        b.step(s, p, i)
                 if device.type == "cuda":
                     torch.cuda.reset_peak_memory_stats(device)
                 wall, cpu = timed(run, device)
@@ -151,7 +170,7 @@ def measure(args: argparse.Namespace) -> dict:
         flops = {}  # counted on the eager network: the compiled one does the same arithmetic
         if args.flops:
             for s, p in {(s, p) for s, p, _ in variants}:
-                flops[(s, p)] = builds[False].flops(s, p, amp)
+                flops[(s, p)] = builds[False].flops(s, p)
         rows = {}
         for v in variants:
             s, p, c = v
@@ -242,7 +261,7 @@ def main() -> None:
     ap.add_argument("--strategies", default="none,random,block,attmask_high")
     ap.add_argument("--attention", default="fused,explicit")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--amp", default="auto", choices=["auto", "none", "bf16", "fp16"])
+    ap.add_argument("--amp", default="auto", choices=["auto", "none", "bf16", "fp16"], help="run.amp")
     ap.add_argument("--compile", action="store_true", help="add torch.compile'd twins of every variant")
     ap.add_argument("--compile-backend", default="inductor", help="torch.compile backend (aot_eager: a quick check)")
     ap.add_argument("--flops", action="store_true", help="count the FLOPs of one step (and MFU on a GPU)")
@@ -250,7 +269,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=2, help="steps per variant per round")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    ap.add_argument("--out", default="benchmarks/results/pretrain_step_cpu", help="OUT.json and OUT.md")
+    ap.add_argument("--out", default="benchmarks/pretrain_step/results/pretrain_step", help="OUT.json and OUT.md")
     ap.add_argument("--report-only", action="store_true", help="rewrite OUT.md from OUT.json, measure nothing")
     args = ap.parse_args()
     out = Path(args.out)

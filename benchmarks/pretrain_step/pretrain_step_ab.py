@@ -1,4 +1,4 @@
-"""Before/after: `benchmarks/pretrain_step.py` of two checkouts, interleaved round by round.
+"""Before/after: the step benchmark (`benchmarks.pretrain_step.pretrain_step`) of two checkouts, interleaved.
 
 Each round runs the step benchmark once in the BASE checkout (e.g. a copy of main made with
 ``git archive main | tar -x -C /tmp/base``) and once in this one, each in its own process
@@ -7,10 +7,13 @@ load drifts hit both alike. Reported per regime and variant: the median over rou
 process CPU time per step (robust on a shared machine with one torch thread), the wall time,
 and the speed-up ``base / ours``.
 
-Usage:
-    python benchmarks/pretrain_step_ab.py --base /tmp/base --regimes demo:128,vits16:4 \\
+A base checkout from before the benchmarks became topic folders runs its
+``benchmarks/pretrain_step.py`` script instead (same arguments).
+
+Usage (from the repository root):
+    python -m benchmarks.pretrain_step.pretrain_step_ab --base /tmp/base --regimes demo:128,vits16:4 \\
         --strategies attmask_high,random,block --rounds 3
-Writes OUT.json and OUT.md (default benchmarks/results/pretrain_step_speedup).
+Writes OUT.json and OUT.md (default benchmarks/pretrain_step/results/before_after_speedup).
 """
 
 from __future__ import annotations
@@ -24,9 +27,19 @@ import sys
 import tempfile
 from pathlib import Path
 
-from provenance import command_line, load_average, machine_line, utc_now, versions_line, write_report
+from benchmarks.provenance import REPO, command_line, load_average, machine_line, utc_now, versions_line, write_report
 
-REPO = Path(__file__).resolve().parents[1]
+MODULE = "benchmarks.pretrain_step.pretrain_step"
+LEGACY_SCRIPT = "benchmarks/pretrain_step.py"  # checkouts from before the topic folders
+
+
+def step_command(tree: Path) -> list[str]:
+    """How ``tree`` runs its step benchmark: as a module, or (older checkouts) as a script; [] if it has none."""
+    if (tree / "benchmarks" / "pretrain_step" / "pretrain_step.py").exists():
+        return [sys.executable, "-m", MODULE]
+    if (tree / LEGACY_SCRIPT).exists():
+        return [sys.executable, LEGACY_SCRIPT]
+    return []
 
 
 def git_commit(tree: Path) -> str:
@@ -37,7 +50,7 @@ def git_commit(tree: Path) -> str:
 
 def run_once(tree: Path, args: argparse.Namespace, spec: str, out: Path) -> dict:
     """One process of ``tree``'s step benchmark on regime ``spec``; its per-variant rows."""
-    cmd = [sys.executable, "benchmarks/pretrain_step.py", "--regimes", spec, "--strategies", args.strategies,
+    cmd = [*step_command(tree), "--regimes", spec, "--strategies", args.strategies,
            "--attention", args.attention, "--threads", str(args.threads), "--warmup", str(args.warmup),
            "--rounds", "1", "--steps", str(args.steps), "--out", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": str(tree)}
@@ -90,7 +103,7 @@ def markdown(result: dict) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--base", required=True, help="the other checkout (its benchmarks/pretrain_step.py is run)")
+    ap.add_argument("--base", required=True, help="the other checkout (its step benchmark is run)")
     ap.add_argument("--regimes", default="demo:128,vits16:4")
     ap.add_argument("--strategies", default="attmask_high,random,block")
     ap.add_argument("--attention", default="auto")
@@ -98,10 +111,11 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--steps", type=int, default=1, help="timed steps per variant per round")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--out", default="benchmarks/results/pretrain_step_speedup")
+    ap.add_argument("--out", default="benchmarks/pretrain_step/results/before_after_speedup")
     args = ap.parse_args()
-    if not (Path(args.base) / "benchmarks" / "pretrain_step.py").exists():
-        ap.error(f"--base {args.base} has no benchmarks/pretrain_step.py: give a checkout of this repository")
+    if not step_command(Path(args.base)):
+        ap.error(f"--base {args.base} has no step benchmark ({MODULE} or {LEGACY_SCRIPT}): give a checkout "
+                 "of this repository")
     write_report(args.out, measure(args), markdown)
 
 

@@ -1,16 +1,18 @@
 """Where the milliseconds of one pretraining step go: CPU time per phase and the top operators.
 
-The phases of `pretrain.step.forward_losses` + `optimizer_step` + `EMATeacher.update`, run one by
-one on the network and synthetic crops of `benchmarks/pretrain_step.py`: teacher forward (with its
-[CLS] attention), masks, student forward on the global crops (with the patch selection the step
-uses, where this checkout has it), on the local crops, losses, backward, clipping, AdamW, EMA.
-Process CPU time per phase, median over ``--steps`` steps after one warm-up step; then
-``torch.profiler`` over ``--profile-steps`` steps for the top operators (self CPU time).
-Runs in any checkout of this repository (older ones without the patch selection included), so
-the same script profiles the step before and after a change.
+The step is the training step itself, `Regime.step` of `benchmarks.pretrain_step.pretrain_step`
+(`pretrain.step.forward_losses` + `optimizer_step` + `EMATeacher.update` on objects made by the
+package's builders), not a copy of it split into pieces: probes on its modules stamp the process
+CPU time as the step passes them (end of the teacher forward, start and end of the student's
+global forward, end of its local forward, end of the objective, the optimiser's ``zero_grad``, the
+last gradient accumulated, the start and end of AdamW's step). The phases are the spans between
+the stamps: teacher forward (with its [CLS] attention), masks, student forward on the global
+crops, on the local crops, losses, backward, clipping, AdamW, EMA. Median over ``--steps`` steps
+after one warm-up step; then ``torch.profiler`` over ``--profile-steps`` steps for the top
+operators (self CPU time).
 
-Usage:
-    OMP_NUM_THREADS=1 python benchmarks/pretrain_step_phases.py --regime demo:128 \\
+Usage (from the repository root):
+    OMP_NUM_THREADS=1 python -m benchmarks.pretrain_step.pretrain_step_phases --regime demo:128 \\
         --strategies attmask_high,random --threads 1
 Prints a markdown table (and writes it to ``--out`` if given).
 """
@@ -18,60 +20,67 @@ Prints a markdown table (and writes it to ``--out`` if given).
 from __future__ import annotations
 
 import argparse
-import inspect
 import statistics
-import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.pretrain_step.pretrain_step import Regime
+from benchmarks.provenance import command_line, load_average, machine_line, utc_now, versions_line
 
-import pretrain.step as step_module
-from pretrain_step import Regime
-from provenance import command_line, load_average, machine_line, utc_now, versions_line
-
-from pretrain.optim import cancel_last_layer_grads_, clip_gradients_, set_schedules_
-
-PHASES = ("teacher", "masks", "student global", "student local", "losses", "backward", "clip", "AdamW", "EMA")
+# (phase, the stamp that ends it); the first phase starts when the step is called
+PHASES = (("teacher", "teacher done"), ("masks", "student global start"), ("student global", "student global done"),
+          ("student local", "student local done"), ("losses", "zero_grad"), ("backward", "last gradient"),
+          ("clip", "AdamW start"), ("AdamW", "AdamW done"), ("EMA", "step done"))
 
 
-def one_step(r: Regime, strategy: str, index: int) -> dict[str, float]:
-    """One step, phase by phase; CPU seconds per phase."""
-    s = r.sched.at(index)
-    masker, net = r.masker(strategy), r.student
-    exact = "patch_selection" in inspect.signature(step_module.forward_losses).parameters
-    grid = (r.glob.shape[-2] // net.backbone.patch_size, r.glob.shape[-1] // net.backbone.patch_size)
-    ticks = [time.process_time()]
-    with torch.no_grad():
-        t_out = r.teacher.forward_global(r.glob, return_attention="cls")
-    ticks.append(time.process_time())
-    masks = masker(r.glob.shape[0], grid, scores=t_out.attention if masker.needs_attention else None,
-                   generator=r.gen)
-    ticks.append(time.process_time())
-    keep = {"keep_patches": masks} if exact else {}
-    s_glob = net.forward_global(r.glob, masks=masks, **keep)
-    ticks.append(time.process_time())
-    s_loc = net.forward_local(r.loc)
-    ticks.append(time.process_time())
-    extra = {"patch_index": masks} if exact else {}
-    terms = r.losses(torch.cat([s_glob.cls_logits, s_loc]), t_out.cls_logits, s_glob.patch_logits,
-                     t_out.patch_logits, masks, s["teacher_temp"], s["teacher_patch_temp"], **extra)
-    ticks.append(time.process_time())
-    set_schedules_(r.opt, s["lr"], s["wd"])
-    r.opt.zero_grad(set_to_none=True)
-    terms.total.backward()
-    cancel_last_layer_grads_(net, index, 0)
-    ticks.append(time.process_time())
-    mode = getattr(r.cfg.optim, "clip_mode", None)  # absent in checkouts before the key existed
-    clip_gradients_(net, r.cfg.optim.clip_grad, *([mode] if mode else []))
-    ticks.append(time.process_time())
-    r.opt.step()
-    ticks.append(time.process_time())
-    r.ema.update(s["momentum"])
-    ticks.append(time.process_time())
-    return {name: b - a for name, a, b in zip(PHASES, ticks, ticks[1:])}
+class Stamps:
+    """Process CPU time stamps, by name, of the step in progress."""
+
+    def __init__(self) -> None:
+        self.at: dict[str, float] = {}
+
+    def mark(self, name: str) -> None:
+        self.at[name] = time.process_time()
+
+
+def _after(fn: Callable, stamps: Stamps, end: str, start: str | None = None) -> Callable:
+    def probe(*args, **kwargs):
+        if start is not None:
+            stamps.mark(start)
+        out = fn(*args, **kwargs)
+        stamps.mark(end)
+        return out
+    return probe
+
+
+def install_probes(r: Regime, stamps: Stamps) -> None:
+    """Stamps at the phase boundaries of ``r.step``, from hooks and wrapped methods (the step is unchanged)."""
+    # instance attributes shadow the methods that forward_losses / StudentCall / optimizer_step call
+    r.teacher.forward_global = _after(r.teacher.forward_global, stamps, "teacher done")
+    r.student.forward_global = _after(r.student.forward_global, stamps, "student global done", "student global start")
+    r.student.forward_local = _after(r.student.forward_local, stamps, "student local done")
+    r.opt.zero_grad = _after(r.opt.zero_grad, stamps, "zero_grad done", "zero_grad")
+    for p in r.student.parameters():  # the last one to fire ends the backward pass
+        if p.requires_grad:
+            p.register_post_accumulate_grad_hook(lambda _p: stamps.mark("last gradient"))
+    r.opt.register_step_pre_hook(lambda *_: stamps.mark("AdamW start"))
+    r.opt.register_step_post_hook(lambda *_: stamps.mark("AdamW done"))
+
+
+def one_step(r: Regime, stamps: Stamps, strategy: str, index: int) -> dict[str, float]:
+    """One training step (``model.attention=auto``); CPU seconds per phase."""
+    stamps.at.clear()
+    stamps.mark("start")
+    r.step(strategy, "auto", index)
+    stamps.mark("step done")
+    times, begin = {}, stamps.at["start"]
+    for phase, end in PHASES:
+        stop = stamps.at.get(end, begin)  # a phase the step skipped (no local crops) takes 0
+        times[phase], begin = stop - begin, stop
+    return times
 
 
 def main() -> None:
@@ -87,25 +96,26 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     name, batch = args.regime.split(":")
     r = Regime(name, int(batch), torch.device("cpu"), False)
-    r.student.backbone.set_attention("auto")
-    r.teacher.backbone.set_attention("auto")
+    stamps = Stamps()
+    install_probes(r, stamps)
+    names = [p for p, _ in PHASES]
     lines = [f"# Step phases ({args.regime}), {utc_now()}", "",
              f"Machine: {machine_line()}; {args.threads} torch thread(s); load {load_average()}.", "",
              f"Versions: {versions_line()}.", "", f"Command: `{command_line()}`", "",
              "CPU ms per phase (median of the steps):", "",
-             "| strategy | " + " | ".join(PHASES) + " | total |", "|---|" + "---|" * (len(PHASES) + 1)]
+             "| strategy | " + " | ".join(names) + " | total |", "|---|" + "---|" * (len(names) + 1)]
     for strategy in args.strategies.split(","):
-        one_step(r, strategy, 0)  # warm-up
-        runs = [one_step(r, strategy, i) for i in range(args.steps)]
-        med = {p: statistics.median(run[p] for run in runs) * 1e3 for p in PHASES}
+        one_step(r, stamps, strategy, 0)  # warm-up
+        runs = [one_step(r, stamps, strategy, i) for i in range(args.steps)]
+        med = {p: statistics.median(run[p] for run in runs) * 1e3 for p in names}
         total = statistics.median(sum(run.values()) for run in runs) * 1e3
-        lines.append(f"| {strategy} | " + " | ".join(f"{med[p]:.1f}" for p in PHASES) + f" | {total:.1f} |")
+        lines.append(f"| {strategy} | " + " | ".join(f"{med[p]:.1f}" for p in names) + f" | {total:.1f} |")
     from torch.profiler import ProfilerActivity, profile
 
     strategy = args.strategies.split(",")[0]
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for i in range(args.profile_steps):
-            one_step(r, strategy, i)
+            one_step(r, stamps, strategy, i)
     rows = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[: args.top]
     lines += ["", f"Top operators by self CPU time ({strategy}, per step, under the profiler):", "",
               "| operator | self CPU ms | calls |", "|---|---|---|"]
