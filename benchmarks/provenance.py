@@ -1,8 +1,9 @@
 """What every benchmark report records: the command as run, machine, library versions, load, date.
 
-Imported by the scripts in this folder (run as ``python benchmarks/<name>.py``, so this folder is
-on ``sys.path``). Imports nothing optional at module level: it also runs on machines without
-ffcv / faiss (the GPU machine).
+The one helper module shared by the benchmarks: each topic folder imports it as
+``from benchmarks.provenance import ...`` (the scripts run as modules from the repository root:
+``python -m benchmarks.<topic>.<script>``). Imports nothing optional at module level: it also runs
+on machines without ffcv / faiss (the GPU machine).
 """
 
 from __future__ import annotations
@@ -22,12 +23,16 @@ PACKAGES = ("torch", "torchvision", "ffcv", "numba", "opencv-python", "numpy", "
 
 
 def command_line(argv: list[str] | None = None) -> str:
-    """The command actually run (``sys.argv``), the script path made relative to the repository."""
+    """The command actually run (``sys.argv``): ``python -m <module> ...`` when run as a module, else
+    ``python <script> ...`` with the script path made relative to the repository."""
     argv = list(sys.argv if argv is None else argv)
-    script = Path(argv[0]).resolve()
-    if script.is_relative_to(REPO):
-        argv[0] = str(script.relative_to(REPO))
-    return " ".join(["python", *(shlex.quote(a) for a in argv)])
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if spec is not None and spec.name:
+        head = ["python", "-m", spec.name.removesuffix(".__main__")]
+    else:
+        script = Path(argv[0]).resolve()
+        head = ["python", str(script.relative_to(REPO)) if script.is_relative_to(REPO) else argv[0]]
+    return " ".join([*head, *(shlex.quote(a) for a in argv[1:])])
 
 
 def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str]:

@@ -1,4 +1,4 @@
-# Shared by the prepared GPU scripts (gpu_suite.sh, fmnist_study_gpu.sh); sourced, not run.
+# Shared by the prepared GPU scripts (gpu_suite/gpu_suite.sh, fmnist_study/gpu.sh); sourced, not run.
 # Each script keeps its own help text (its leading comment block, printed by --help).
 
 # suite_parse_args NAME SMOKE_DEFAULT ARGS... : sets SMOKE (1 for --cpu-smoke, else SMOKE_DEFAULT) and

@@ -102,8 +102,8 @@ def compile_backbone(backbone: nn.Module, backend: str = "inductor") -> None:
     """``torch.compile`` the method the multi-crop network runs, ``backbone.forward_features``.
 
     ``backbone.compile()`` would compile only ``forward``, which `MultiCropNetwork` never calls.
-    Measured on the 2-core CPU (benchmarks/results/compile_cpu.md): 1.02-1.03x steady state after
-    about ten minutes of compiling, so ``run.compile`` stays off by default (GPU-only).
+    Measured on the 2-core CPU (benchmarks/pretrain_step/results/compile_cpu.md): 1.02-1.03x steady state
+    after about ten minutes of compiling, so ``run.compile`` stays off by default (GPU-only).
     """
     backbone.forward_features = torch.compile(backbone.forward_features, backend=backend)
 

@@ -16,7 +16,7 @@ Feature kinds (D = embedding width):
 ``grid2`` and ``patches`` keep the image layout, as a k-NN on raw pixels does. On small, centred
 images (Fashion-MNIST) an untrained ViT read out this way already matches the pixels, so the
 pooled kinds are the ones that show what pretraining learned
-(benchmarks/results/fmnist_study/README.md).
+(benchmarks/fmnist_study/results/README.md).
 
 Caron et al., "Emerging Properties in Self-Supervised Vision Transformers" (DINO), 2021:
 k-NN on the [CLS] feature; linear probe on [CLS] of the last 4 blocks (+ average pool).

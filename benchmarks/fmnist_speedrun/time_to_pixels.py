@@ -9,7 +9,7 @@ T=0.07) on the raw 784 pixels of the SAME bank / query subsets the online monito
 ``knn.max_test`` of ``knn.test_split`` with seed 1).
 
 Usage:
-    python benchmarks/fmnist_speedrun/time_to_pixels.py --run "old demo recipe=runs/a" \
+    python -m benchmarks.fmnist_speedrun.time_to_pixels --run "old demo recipe=runs/a" \
         --run "fmnist_long.yaml=runs/b" --run "speedrun=runs/c" --out benchmarks/fmnist_speedrun/results
 """
 

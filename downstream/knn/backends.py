@@ -16,7 +16,7 @@ Backends:
     ``torch``:     blocked matmul + topk on any torch device.
     ``auto``:      faiss_gpu if faiss sees a GPU; else torch on a CUDA device; else faiss_cpu
                    when faiss is installed (measured not slower than torch on CPU, see
-                   benchmarks/results/knn_backends.md); else torch.
+                   benchmarks/knn/results/knn_backends.md); else torch.
 """
 
 from __future__ import annotations

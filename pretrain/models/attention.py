@@ -3,8 +3,8 @@
 Which of the two paths runs is chosen per call (``attention="auto"``) by
 :func:`choose_attention_path` from the device type, dtype and sequence length only (no host
 synchronisation, no data-dependent branch), following the CPU measurements of
-``benchmarks/attention_path.py`` (``benchmarks/results/attention_path.md``); ``"fused"`` and
-``"explicit"`` force one path.
+``python -m benchmarks.attention_path.attention_path``
+(``benchmarks/attention_path/results/attention_path.md``); ``"fused"`` and ``"explicit"`` force one path.
 
 Standard attention uses one fused ``qkv`` projection (timm layout, so timm / DINO / iBOT
 weights load as-is). With a manifold key (Meng et al., 2024) the key has its own weights
@@ -36,7 +36,7 @@ KEY_VARIANTS = ("standard",) + MANIFOLD_KEY_VARIANTS
 ATTENTION_MODES = (None, "cls", "full")
 ATTENTION_PATHS = ("auto", "fused", "explicit")
 
-# CPU rule from benchmarks/results/attention_path.md (forward + backward, interleaved medians):
+# CPU rule from benchmarks/attention_path/results/attention_path.md (forward + backward, interleaved medians):
 # in float32 the explicit softmax path wins up to about 40 tokens (0.55x the SDPA time at T=5,
 # 0.70x at T=17), SDPA from about 50 tokens on; in bfloat16 (and float16) the explicit path wins at
 # every measured length (0.1-0.4x). Longer sequences than measured keep SDPA (no T x T buffer).
@@ -49,7 +49,7 @@ def choose_attention_path(device_type: str, dtype: torch.dtype, seq_len: int) ->
     Depends on shapes, dtype and device only: no host synchronisation, no data-dependent branch.
     CUDA (and any non-CPU device): fused SDPA (flash / memory-efficient kernels). CPU:
     explicit for ``seq_len <= CPU_EXPLICIT_MAX_TOKENS[dtype]`` (40 tokens in float32, 577 in
-    bfloat16 / float16), fused above; see ``benchmarks/results/attention_path.md``.
+    bfloat16 / float16), fused above; see ``benchmarks/attention_path/results/attention_path.md``.
 
     Args:
         device_type: ``x.device.type`` (``"cpu"``, ``"cuda"``, ...).

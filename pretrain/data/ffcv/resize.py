@@ -18,7 +18,7 @@ anti-aliases that axis like the torchvision path's antialiased resize does.
 
 Why not ffcv's ``resize_crop`` (OpenCV ``cv::resize`` in the system libopencv that libffcv links):
 for the 1x-2x shrink factors of multi-crop on ~500 px images OpenCV takes its generic area path,
-which measured 1.7x slower than this kernel on the benchmark photos (benchmarks/results/ffcv_loader.md).
+which measured 1.7x slower than this kernel on the benchmark photos (benchmarks/ffcv_loader/results/ffcv_loader.md).
 """
 
 from __future__ import annotations

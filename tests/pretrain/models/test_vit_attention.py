@@ -100,8 +100,8 @@ def test_fused_explicit_and_auto_agree_forward_and_gradients(tokens):
 
 
 def _recorded_table() -> list[tuple[str, int, float]]:
-    """(dtype, T, explicit / fused) rows of benchmarks/results/attention_path.md."""
-    path = Path(__file__).resolve().parents[3] / "benchmarks" / "results" / "attention_path.md"
+    """(dtype, T, explicit / fused) rows of benchmarks/attention_path/results/attention_path.md."""
+    path = Path(__file__).resolve().parents[3] / "benchmarks" / "attention_path" / "results" / "attention_path.md"
     rows = []
     for line in path.read_text().splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
