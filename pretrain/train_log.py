@@ -32,15 +32,15 @@ def _add(handler: logging.Handler) -> None:
 def start_logging(is_main: bool) -> None:
     """INFO to stderr on rank 0 (warnings only elsewhere); rank 0's records kept for ``train.log``.
 
-    A console handler the caller already installed (e.g. ``launchers.demo``) is kept instead of a second one.
+    A console handler the caller already installed (e.g. ``launchers.demo``) is kept instead of a second
+    one. The ``train.log`` of an earlier run in this process is closed: each run logs to its own folder.
     """
     root = logging.getLogger()
     root.setLevel(logging.INFO if is_main else logging.WARNING)
-    if any(_ours(h) for h in root.handlers):  # a run earlier in this process: its handlers stay
-        for h in root.handlers:
-            if _ours(h) and isinstance(h, MemoryHandler):
-                h.buffer.clear()  # records of an earlier run that stopped before its folder was made
-        return
+    for h in list(root.handlers):
+        if _ours(h) and isinstance(h, (logging.FileHandler, MemoryHandler)):
+            root.removeHandler(h)
+            h.close()
     if not root.handlers:
         _add(logging.StreamHandler(sys.stderr))
     if is_main:
@@ -50,13 +50,12 @@ def start_logging(is_main: bool) -> None:
 def open_train_log(output_dir: Path, is_main: bool) -> None:
     """Creates ``output_dir`` and, on rank 0, ``train.log`` holding the records kept since :func:`start_logging`."""
     output_dir.mkdir(parents=True, exist_ok=True)
-    root = logging.getLogger()
-    buffers = [h for h in root.handlers if _ours(h) and isinstance(h, MemoryHandler)]
-    if not is_main or (any(_ours(h) and isinstance(h, logging.FileHandler) for h in root.handlers) and not buffers):
+    if not is_main:
         return
+    root = logging.getLogger()
     file_handler = logging.FileHandler(output_dir / "train.log")
-    file_handler.setFormatter(_FORMAT)
-    for buffer in buffers:
+    for buffer in [h for h in root.handlers if _ours(h) and isinstance(h, MemoryHandler)]:
+        file_handler.setFormatter(_FORMAT)
         buffer.setTarget(file_handler)
         buffer.flush()
         root.removeHandler(buffer)

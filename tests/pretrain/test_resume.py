@@ -165,3 +165,11 @@ def test_the_estimate_covers_a_real_checkpoint(tmp_path, fashion_mnist_root):
     estimate = checkpoint_bytes(r)
     assert written <= estimate <= written + 4 * MB, (written, estimate)
     assert np.isfinite(estimate)
+
+
+def test_train_log_still_holds_the_lines_logged_before_the_folder_existed(tmp_path, fashion_mnist_root):
+    out = tmp_path / "run"
+    run(tiny(out, fashion_mnist_root, "run.max_steps=1"))
+    text = (out / "train.log").read_text()
+    assert "student: " in text and "steps/epoch" in text  # logged by build_run, before train.log was opened
+    assert text.index("steps/epoch") < text.index("done: ")
