@@ -4,14 +4,15 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-APT_PACKAGES := libopencv-dev libturbojpeg0-dev pkg-config slurm-wlm munge slurmdbd mariadb-server
+APT_PACKAGES := libopencv-dev libturbojpeg0-dev pkg-config slurm-wlm munge slurmdbd mariadb-server dataset-fashion-mnist
 PYTEST_ARGS ?=
 
 .PHONY: install apt data lint demo test test-fast clean
 
 install: $(STAMP)
 
-# apt packages only when root (ffcv's C libraries, a local SLURM cluster for the launcher tests).
+# apt packages only when root (ffcv's C libraries, a local SLURM cluster for the launcher tests, Fashion-MNIST
+# installed system-wide for the tests of the system install in tests/pretrain/data/test_fashion_mnist.py).
 apt:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -19,7 +20,7 @@ apt:
 	    echo "installing apt packages: $$missing"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	  fi; \
-	else echo "not root: skipping apt packages (ffcv and SLURM tests will skip; see README)"; fi
+	else echo "not root: skipping apt packages (ffcv, SLURM and Fashion-MNIST system-install tests will skip; see README)"; fi
 
 $(STAMP): pyproject.toml
 	$(MAKE) apt
@@ -42,10 +43,10 @@ lint: install
 demo: install
 	$(PY) -m launchers.demo
 
-test: install lint data
+test: install apt lint data
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-fast: install lint data
+test-fast: install apt lint data
 	$(PY) -m pytest -m "not slow and not slurm" $(PYTEST_ARGS)
 
 clean:

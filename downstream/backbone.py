@@ -114,7 +114,43 @@ def build_backbone(checkpoint: str, spec: ModelSpec, image_size: int = 0) -> nn.
         report = load_pretrained(model, checkpoint, which=spec.which) if checkpoint else None
         if report is None:
             log.warning("no checkpoint given: evaluating a randomly initialised %s", spec.name)
-    if report is not None and report.loaded == 0:
-        raise ValueError(f"no tensor of {checkpoint} matched the model ({len(report.unexpected)} unused keys, "
-                         f"e.g. {report.unexpected[:3]}); check model.name / model.patch_size / model.pooling")
+    if report is not None and (report.loaded == 0 or report.mismatched):
+        raise ValueError(architecture_mismatch(checkpoint, model, report))
     return model.eval().requires_grad_(False)
+
+
+# the fields of a built ViT that decide its tensors' shapes: (config key, attribute)
+_ARCHITECTURE = (("patch_size", "patch_size"), ("embed_dim", "embed_dim"), ("depth", "depth"),
+                 ("num_heads", "num_heads"), ("pooling", "pooling"), ("pos_embed", "pos_embed_type"),
+                 ("key_variant", "key_variant"), ("num_registers", "num_registers"))
+
+
+def architecture_mismatch(checkpoint: str, model: nn.Module, report: Any) -> str:
+    """Why ``checkpoint`` does not fit ``model``: the architecture fields that differ from the model the
+    checkpoint records (our checkpoints: its name and kwargs, resolved through the registry), the tensors
+    of other shapes, and the fix.
+
+    A frozen backbone with tensors left at their random initialisation would be evaluated silently,
+    so any shape mismatch is refused (a position table is resampled, never a mismatch).
+    """
+    from pretrain.models.weights import read_checkpoint
+
+    try:
+        arch = read_checkpoint(checkpoint).get("model")
+        with torch.device("meta"):  # the recorded model's sizes without allocating its weights
+            recorded = create_model(arch["name"], **dict(arch.get("kwargs") or {}))
+    except Exception:  # noqa: BLE001 - only for the message: a foreign file records no architecture
+        arch = recorded = None
+    if recorded is not None:
+        differ = [f"model.{key}: checkpoint {getattr(recorded, attr)!r}, requested {getattr(model, attr)!r}"
+                  for key, attr in _ARCHITECTURE if getattr(recorded, attr, None) != getattr(model, attr, None)]
+        name = f"the checkpoint records {arch['name']!r}" + (f" and this model differs in {'; '.join(differ)}"
+                                                               if differ else "")
+        fix = "leave model.name empty to rebuild the recorded model, or set those keys to the recorded values"
+    else:
+        name = "the checkpoint records no architecture"
+        fix = "set model.name / model.patch_size / model.pooling ... to the checkpoint's"
+    shapes = "; ".join(f"{k}: checkpoint {tuple(a)}, model {tuple(b)}" for k, a, b in report.mismatched[:2])
+    counts = (f"{len(report.mismatched)} tensors have other shapes (e.g. {shapes})" if report.mismatched
+              else f"no tensor matched ({len(report.unexpected)} unused keys, e.g. {report.unexpected[:3]})")
+    return f"{checkpoint} does not fit the requested model: {name}; {counts}. Fix: {fix}"

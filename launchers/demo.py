@@ -123,12 +123,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"pretraining: {summary['step']} steps in {t_train / 60:.1f} min; "
           f"TensorBoard logs: tensorboard --logdir {out / 'tensorboard'}")
     print(f"checkpoint: {out / 'checkpoint.pt'}  (total demo time {(time.perf_counter() - t0) / 60:.1f} min)")
-    for kind in READOUTS[1:]:
-        learned, random_init = results[kind]
-        print(f"  {READOUT_NAMES[kind]}: learned {learned:.2f}% vs random-init {random_init:.2f}%")
+    print("\n".join(result_lines(results, raw)))
+
+
+def result_lines(results: dict[str, tuple[float, float]], raw: float) -> list[str]:
+    """The demo's last lines (quoted in README.md): each readout's k-NN top-1, learned vs random init,
+    the headline readout last with the raw-pixel baseline.
+
+    Args:
+        results: ``{readout: (learned %, random-init %)}`` for every name in :data:`READOUTS`.
+        raw: The raw-pixel k-NN top-1 (%).
+    """
+    lines = [f"  {READOUT_NAMES[kind]}: learned {results[kind][0]:.2f}% vs random-init {results[kind][1]:.2f}%"
+             for kind in READOUTS[1:]]
     learned, random_init = results[READOUTS[0]]
-    print(f"Fashion-MNIST k-NN top-1 (k=20, 60k train / 10k test, {READOUT_NAMES[READOUTS[0]]}): learned features "
-          f"{learned:.2f}% vs random-init {random_init:.2f}% vs raw pixels {raw:.2f}%")
+    lines.append(f"Fashion-MNIST k-NN top-1 (k=20, 60k train / 10k test, {READOUT_NAMES[READOUTS[0]]}): learned "
+                 f"features {learned:.2f}% vs random-init {random_init:.2f}% vs raw pixels {raw:.2f}%")
+    return lines
 
 
 if __name__ == "__main__":

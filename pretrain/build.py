@@ -7,9 +7,9 @@ schedules and AMP; everything it builds takes plain arguments. :func:`build_run`
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from pretrain.config import PretrainConfig
 from pretrain.configuration import ConfigError
 from pretrain.data.batched_loader import BatchedMultiCropLoader
 from pretrain.data.datasets import build_dataset
-from pretrain.data.fashion_mnist import ensure_fashion_mnist
+from pretrain.data.fashion_mnist import ensure_fashion_mnist, is_project_data_dir
 from pretrain.data.loader import build_pretrain_loader
 from pretrain.data.transforms import MultiCropSpec, MultiCropTransform
 from pretrain.distributed import DistInfo
@@ -37,23 +37,6 @@ from pretrain.step import StudentCall
 
 log = logging.getLogger(__name__)
 
-
-
-def configure_logging(output_dir: Path, is_main: bool) -> None:
-    """INFO to stderr and ``<output_dir>/train.log`` on rank 0, warnings only elsewhere."""
-    output_dir.mkdir(parents=True, exist_ok=True)
-    root = logging.getLogger()
-    root.setLevel(logging.INFO if is_main else logging.WARNING)
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
-    if not any(getattr(h, "_attmask", False) for h in root.handlers):
-        # keep a console handler the caller (e.g. launchers.demo) already installed
-        handlers: list[logging.Handler] = [] if root.handlers else [logging.StreamHandler(sys.stderr)]
-        if is_main:
-            handlers.append(logging.FileHandler(output_dir / "train.log"))
-        for h in handlers:
-            h.setFormatter(fmt)
-            h._attmask = True  # type: ignore[attr-defined]
-            root.addHandler(h)
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -153,9 +136,11 @@ def crop_spec(cfg: PretrainConfig) -> MultiCropSpec:
 
 
 def resolve_root(dataset: str, root: str) -> str:
-    """Fashion-MNIST is fetched into ``root`` (or found system-wide) when missing."""
+    """Fashion-MNIST is found system-wide or in ``root``; fetched only when ``root`` is the project's own
+    data folder (:func:`pretrain.data.fashion_mnist.is_project_data_dir`), else its missing files are named."""
     if dataset == "fashion_mnist":
-        return str(ensure_fashion_mnist(root or "data/fashion-mnist"))
+        root = root or "data/fashion-mnist"
+        return str(ensure_fashion_mnist(root, download=is_project_data_dir(root)))
     if not Path(root).is_dir():
         raise ConfigError(f"data root {root!r} does not exist: set data.root to an ImageFolder "
                           "directory (root/<class>/<image>)")
@@ -167,6 +152,34 @@ def build_pretrain_data(cfg: PretrainConfig, dist: DistInfo, device: torch.devic
     """The multi-crop loader for this rank, its crop spec, and the k-NN monitor (rank 0)."""
     d = cfg.data
     spec = crop_spec(cfg)
+    key = f"data.ffcv_path={d.ffcv_path}" if d.loader == "ffcv" else f"data.root={d.root}"
+    with data_errors(key):
+        loader = _pretrain_loader(cfg, spec, dist, device)
+    knn = None
+    k = cfg.knn
+    if k.every_epochs > 0 and dist.is_main:
+        with data_errors(f"knn.root={k.root}"):
+            knn = KnnMonitor(k.dataset, resolve_root(k.dataset, k.root), k.train_split, k.test_split,
+                             k.max_train, k.max_test, k.image_size, k.k, k.temperature,
+                             batch_size=256, num_workers=min(d.num_workers, 2),
+                             mean=spec.mean, std=spec.std)
+    return loader, spec, knn
+
+
+@contextlib.contextmanager
+def data_errors(key: str):
+    """A missing, empty or broken data set (``FileNotFoundError``, ``ValueError`` naming the file) becomes a
+    :class:`ConfigError` naming the config key too: one ``config error:`` line, before anything is written."""
+    try:
+        yield
+    except ConfigError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+
+
+def _pretrain_loader(cfg: PretrainConfig, spec: MultiCropSpec, dist: DistInfo, device: torch.device) -> Any:
+    d = cfg.data
     if d.loader == "ffcv":
         from pretrain.data.ffcv.loader import build_ffcv_pretrain_loader
 
@@ -186,14 +199,7 @@ def build_pretrain_data(cfg: PretrainConfig, dist: DistInfo, device: torch.devic
         loader = build_pretrain_loader(dataset, MultiCropTransform(spec), d.batch_size,
                                        d.num_workers, cfg.run.seed, dist.rank, dist.world_size,
                                        pin_memory=cfg.run.device != "cpu")
-    knn = None
-    k = cfg.knn
-    if k.every_epochs > 0 and dist.is_main:
-        knn = KnnMonitor(k.dataset, resolve_root(k.dataset, k.root), k.train_split, k.test_split,
-                         k.max_train, k.max_test, k.image_size, k.k, k.temperature,
-                         batch_size=256, num_workers=min(d.num_workers, 2),
-                         mean=spec.mean, std=spec.std)
-    return loader, spec, knn
+    return loader
 
 
 # ----------------------------------------------------------------------------- the run
@@ -234,4 +240,15 @@ def build_run(cfg: PretrainConfig, device: torch.device, dist: DistInfo) -> Run:
                schedules=build_schedules(cfg, len(loader), total_batch), mask_generator=gen, amp=amp,
                mean=tuple(spec.mean), std=tuple(spec.std),
                model_spec={"name": cfg.model.name, "kwargs": backbone_kwargs(cfg, 0.0)},
-               steps_per_epoch=len(loader), knn=knn)
+               steps_per_epoch=len(loader), knn=knn, num_samples=num_samples(loader))
+
+
+def num_samples(loader: Any) -> int | None:
+    """How many training samples the loader draws its epochs from (all ranks together); None if unknown."""
+    if hasattr(loader, "num_samples"):  # FFCV
+        return int(loader.num_samples)
+    if hasattr(loader, "labels"):  # the batched in-memory loader
+        return len(loader.labels)
+    if hasattr(loader, "dataset"):
+        return len(loader.dataset)
+    return None

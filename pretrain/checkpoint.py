@@ -77,10 +77,44 @@ def free_bytes(folder: str | Path) -> int:
     return st.f_bavail * st.f_frsize
 
 
+def _kept_checkpoint(folder: Path) -> Path | None:
+    """The newest complete checkpoint file in ``folder`` or its ``checkpoints/`` (None if there is none)."""
+    found = [p for d in (folder, folder / "checkpoints") if d.is_dir() for p in d.iterdir()
+             if p.suffix == ".pt" and p.is_file() and not _TEMPORARY.match(p.name)]
+    return max(found, key=lambda p: p.stat().st_mtime_ns, default=None)
+
+
 def _disk_full(folder: Path, need: int, free: int) -> CheckpointError:
-    return CheckpointError(
-        f"disk full: need {need / _MB:.1f} MB in {folder}, {free / _MB:.1f} MB free; the last good checkpoint "
-        "is kept. Free space (or lower run.keep_last, or set run.output_dir to a larger disk) and resume")
+    kept = _kept_checkpoint(folder)
+    state = (f"the last good checkpoint {kept} is kept. Free space (or lower run.keep_last, or set run.output_dir "
+             "to a larger disk) and resume" if kept is not None else
+             "no checkpoint has been written yet, so there is nothing to resume from. Free space, or set "
+             "run.output_dir to a larger disk, and start again")
+    return CheckpointError(f"disk full: need {need / _MB:.1f} MB in {folder}, {free / _MB:.1f} MB free; {state}")
+
+
+def files_per_run(keep_last: int) -> int:
+    """Checkpoint files a run holds at its peak: ``keep_last`` step files, the next one while it is written
+    (older ones are deleted only after it is complete), and the final ``checkpoint.pt``."""
+    return max(1, keep_last) + 2
+
+
+def space_needed(per_file: int, keep_last: int, held: int, margin: float = 0.1) -> int:
+    """Bytes still to find for a run's checkpoints: :func:`files_per_run` files of ``per_file`` bytes plus
+    ``margin``, less the ``held`` bytes of checkpoint files already in the folder (they are replaced)."""
+    return max(0, int(per_file * files_per_run(keep_last) * (1 + margin)) - held)
+
+
+def held_bytes(output_dir: str | Path) -> int:
+    """Bytes of the checkpoint files a run in ``output_dir`` will replace (step files and checkpoint.pt)."""
+    files = [p for _, p in list_step_checkpoints(output_dir)] + [Path(output_dir) / "checkpoint.pt"]
+    return sum(p.stat().st_size for p in files if p.is_file())
+
+
+def existing_folder(path: str | Path) -> Path:
+    """``path`` or its nearest existing parent (where a folder about to be created would live)."""
+    path = Path(path).absolute()
+    return next(p for p in (path, *path.parents) if p.exists())
 
 
 def atomic_save(obj: Any, path: str | Path, check_space: bool = True) -> Path:

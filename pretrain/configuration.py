@@ -22,7 +22,6 @@ from dataclasses import field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -99,6 +98,30 @@ def _check_keys(schema: Any, keys: Sequence[str], source: str) -> None:
         )
 
 
+def _section_keys(schema: Any, prefix: str = "") -> list[str]:
+    """Dotted keys of the sections (nested dataclasses) of a dataclass type."""
+    out = []
+    for f in dataclasses.fields(schema):
+        value = f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+        if dataclasses.is_dataclass(value):
+            out.append(f"{prefix}{f.name}")
+            out.extend(_section_keys(type(value), f"{prefix}{f.name}."))
+    return out
+
+
+def _check_sections(schema: Any, data: Any, source: str) -> None:
+    """A section (``model``, ``optim`` ...) given a scalar or a list is an error naming the section."""
+    for key in _section_keys(schema):
+        value: Any = data
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if value is not None and not isinstance(value, dict):
+            example = _valid_keys(schema)[_valid_keys(schema).index(key) + 1].rsplit(".", 1)[1]
+            raise ConfigError(f"{key!r} in {source} is a section: it must be a mapping of its keys (e.g. "
+                              f"'{key}.{example}=...', or '{key}:' with '  {example}: ...' below it in YAML), "
+                              f"not {value!r}")
+
+
 def _flatten(data: Any, prefix: str = "") -> list[str]:
     if not isinstance(data, dict):
         return [prefix[:-1]]
@@ -132,26 +155,30 @@ def load_config(schema: type[T], config_path: str | None = None, overrides: Sequ
         ConfigError: Missing file, unknown key (with suggestions), wrong value type, a value
             outside a field's choices (naming the valid ones), or a failed cross-field check.
     """
+    from pretrain.config_yaml import read_yaml, read_yaml_value  # it imports ConfigError from here
+
     cfg = OmegaConf.structured(schema)
     if config_path:
         path = Path(config_path)
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist (pass a YAML file from configs/)")
-        data = yaml.safe_load(path.read_text()) or {}
+        data = read_yaml(path) or {}
         if not isinstance(data, dict):
             raise ConfigError(f"config file {path} must hold a mapping of keys, not {type(data).__name__}")
         data = {k: v for k, v in data.items() if k != "defaults"}
         _check_keys(schema, _flatten(data), str(path))
+        _check_sections(schema, data, f"config file {path}")
         cfg = _merge(cfg, data, str(path))
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not of the form key=value (e.g. optim.lr=1e-3)")
         key, raw = item.split("=", 1)
         _check_keys(schema, [key.strip()], "command-line overrides")
-        value = yaml.safe_load(raw) if raw != "" else ""
+        value = read_yaml_value(raw, f"override {item!r}") if raw != "" else ""
         nested: Any = value
         for part in reversed(key.strip().split(".")):
             nested = {part: nested}
+        _check_sections(schema, nested, f"override {item!r}")
         cfg = _merge(cfg, nested, f"override {item!r}")
     _check_choices(schema, cfg)
     if schema in _CHECKS:

@@ -113,8 +113,10 @@ def install_signal_handlers(signals: Iterable[signal.Signals] = (signal.SIGTERM,
 
 def run_resumable(run: Callable[[Any], Any], cfg: Any) -> None:
     """A resumable command's body: signal handlers installed, ``run(cfg)`` called; a config error
-    becomes one ``config error:`` line and exit status 2, a requested stop (checkpoint written) a
-    warning saying how to resume. Shared by ``pretrain.train`` and ``downstream.finetune``."""
+    becomes one ``config error:`` line and exit status 2, a checkpoint that cannot be written (disk
+    full) one ``error:`` line and exit status 2, a requested stop (checkpoint written) a warning saying
+    how to resume. Shared by ``pretrain.train`` and ``downstream.finetune``."""
+    from pretrain.checkpoint import CheckpointError
     from pretrain.configuration import ConfigError
 
     install_signal_handlers()
@@ -122,6 +124,9 @@ def run_resumable(run: Callable[[Any], Any], cfg: Any) -> None:
         run(cfg)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except CheckpointError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     except Preempted as exc:
         log.warning("%s; run the same command again to resume from it", exc)

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from pretrain.amp import autocast_context
-from pretrain.checkpoint import FORMAT, atomic_save, rng_state, set_rng_state
+from pretrain.checkpoint import FORMAT, atomic_save, estimate_bytes, rng_state, set_rng_state
 from pretrain.config import PretrainConfig
 from pretrain.configuration import to_dict
 from pretrain.distributed import DistInfo, all_gather_objects
@@ -88,6 +88,7 @@ class Run:
     model_spec: dict[str, Any]  # {"name": registry name, "kwargs": create_model kwargs}
     steps_per_epoch: int
     knn: Any = None  # pretrain.online_knn.KnnMonitor on rank 0 when enabled
+    num_samples: int | None = None  # training samples per epoch (all ranks), recorded to check resumes
 
     @property
     def world_size(self) -> int:
@@ -125,7 +126,21 @@ def checkpoint_state(run: Run, state: TrainState) -> dict[str, Any]:
         "rng": per_rank[0],  # rank 0's (what checkpoints before per-rank states held)
         "rng_per_rank": per_rank,
         "config": to_dict(run.cfg),
+        "num_samples": run.num_samples,
     }
+
+
+def checkpoint_bytes(run: Run) -> int:
+    """Bytes one checkpoint of ``run`` will take, estimated before the first step.
+
+    Student, teacher and loss state as they are, plus AdamW's two moments per trainable parameter
+    (its state appears only at the first step), with :func:`pretrain.checkpoint.estimate_bytes`'s
+    per-tensor and per-file margins.
+    """
+    tensors = {"student": run.student.state_dict(), "teacher": run.teacher.state_dict(), "loss": run.loss.state_dict()}
+    trainable = [p for p in run.student.parameters() if p.requires_grad]
+    moments = sum(2 * (p.numel() * 4 + 1024) for p in trainable)  # exp_avg and exp_avg_sq, float32
+    return estimate_bytes(tensors) + moments
 
 
 def reseed(seed: int, rank: int, step: int, generator: torch.Generator) -> None:

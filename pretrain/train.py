@@ -19,18 +19,19 @@ from typing import Any
 
 import torch
 
-from pretrain.build import build_run, configure_logging, seed_everything
+from pretrain.build import build_run, seed_everything
 from pretrain.checkpoint import latest_good_checkpoint, remove_stale_temporaries, save_step_checkpoint
 from pretrain.config import PretrainConfig
 from pretrain.configuration import parse_args, save_config
 from pretrain.distributed import barrier, cleanup, init_distributed, select_device
 from pretrain.preemption import REQUESTS, Preempted, request_checkpoint, run_resumable
-from pretrain.resume import check_resumable, check_writable
-from pretrain.state import Run, TrainState, checkpoint_state, restore, save_final
+from pretrain.resume import check_disk_space, check_resumable, check_same_data_size, check_writable
+from pretrain.state import Run, TrainState, checkpoint_bytes, checkpoint_state, restore, save_final
 from pretrain.loop_settings import LoopSettings
 from pretrain.metrics_file import MetricsFile
 from pretrain.step import StepModules, UpdateSettings, forward_losses, optimizer_step, to_device_crops
 from pretrain.tensorboard import RunMonitor, attention_picture
+from pretrain.train_log import open_train_log, start_logging
 
 log = logging.getLogger("pretrain.train")
 CONFIG = PretrainConfig
@@ -45,27 +46,38 @@ def run(cfg: PretrainConfig) -> dict[str, Any]:
     """Trains until ``optim.epochs`` (or ``run.max_steps``) and returns a summary dict.
 
     Raises:
-        ConfigError: the output folder is not writable, or its checkpoints record another model.
+        ConfigError: the output folder is not writable or lacks the space for the run's checkpoints, its
+            checkpoints record another model or schedule (see :mod:`pretrain.resume`), or the data is
+            missing or broken. Nothing is created in the output folder then.
         Preempted: a checkpoint was requested with ``stop=True`` and has been written.
     """
     device = select_device(cfg.run.device, int(os.environ.get("LOCAL_RANK", "0")))
     dist = init_distributed(device)
     out = Path(cfg.run.output_dir)
-    check_writable(out)
-    found = latest_good_checkpoint(out)
-    if found is not None:
-        check_resumable(cfg, found[1], found[0])  # before anything in the folder is touched
-    configure_logging(out, dist.is_main)
+    # Nothing is created in run.output_dir until the inputs are known to be good: the folder, its
+    # model and schedule, the data, the disk space.
     if dist.is_main:
-        remove_stale_temporaries(out)  # left by a kill during a checkpoint write
-        save_config(cfg, out / "config.yaml")
+        check_writable(out)
+    found = latest_good_checkpoint(out)
+    changed = check_resumable(cfg, found[1], found[0]) if found is not None else {}
+    start_logging(dist.is_main)
     seed_everything(cfg.run.seed + dist.rank, cfg.run.deterministic)
     r = build_run(cfg, device, dist)
+    if found is not None:
+        check_same_data_size(cfg, found[1], found[0], r.num_samples)
+    if dist.is_main:
+        remove_stale_temporaries(out)  # left by a kill during a checkpoint write
+        check_disk_space(cfg, checkpoint_bytes(r))
+    open_train_log(out, dist.is_main)
+    if dist.is_main:
+        save_config(cfg, out / "config.yaml")
     state = TrainState()
     if found is not None:
         restore(r, state, found[1])
         log.info("resumed from %s (step %d, epoch %d, batch %d)", found[0], state.step,
                  state.epoch, state.batch_in_epoch)
+        for key, (before, now) in changed.items():
+            log.info("resuming with %s changed: %r -> %r", key, before, now)
     monitor = RunMonitor(out / "tensorboard", dist.is_main, r.total_steps, state.step, cfg.run.progress,
                          MetricsFile(out, dist.is_main))
     try:

@@ -36,14 +36,16 @@ def load_features(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"feature file {path} not found (write one with python -m downstream.features)")
     if path.suffix == ".npz":
-        with np.load(path) as data:
-            content = {k: torch.from_numpy(data[k]) for k in data.files}
+        with np.load(path) as data:  # labels stay numpy until checked: string labels have no torch dtype
+            content = {k: torch.from_numpy(data[k]) if data[k].dtype.kind in "biuf" else data[k] for k in data.files}
     elif path.suffix == ".pt":
         content = torch.load(path, map_location="cpu", weights_only=True)
     else:
         raise ValueError(f"feature file {path} must end in .npz or .pt")
     if not isinstance(content, dict) or "features" not in content or "labels" not in content:
         raise ValueError(f"{path} must hold 'features' (N, D) and 'labels' (N,); found {sorted(content)}")
+    if not isinstance(content["features"], torch.Tensor):
+        raise ValueError(f"{path}: features have dtype {content['features'].dtype}; they must be numbers (N, D)")
     feats, labels = content["features"].float(), as_labels(content["labels"], f"labels of {path}")
     if feats.ndim != 2 or labels.shape != (feats.shape[0],):
         raise ValueError(f"{path}: features {tuple(feats.shape)} and labels {tuple(labels.shape)} do not match")

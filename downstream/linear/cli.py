@@ -26,6 +26,7 @@ from downstream.results import log_results, tensorboard_dir, write_json
 from downstream.settings import EvalSettings
 from pretrain.configuration import ConfigError, choice, register_check
 from pretrain.distributed import select_device
+from pretrain.export.clean_exit import run_cleanly
 from pretrain.features import KINDS
 
 log = logging.getLogger(__name__)
@@ -121,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg = parse_with_aliases(LinearConfig, argv, ALIASES, __doc__)
-    results = run(cfg)
+    results = run_cleanly(lambda: run(cfg))  # bad files, labels or rows: one error line, exit status 2
     best = results["best"]
     print(f"best head: {best['variant']} lr={best['lr']:g}  val top1 {best['val_top1']:.2f}  "
           f"test top1 {best['test_top1']:.2f}  top5 {best['test_top5']:.2f}")

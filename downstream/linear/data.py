@@ -148,13 +148,22 @@ def default_variants(model: torch.nn.Module) -> list[str]:
     return ["pooled", "avg"]
 
 
-def _from_files(cfg) -> tuple[tuple, tuple, tuple]:
+def _from_files(cfg, dropped: dict[str, int]) -> tuple[tuple, tuple, tuple]:
+    """(train, val, test) from feature files. NaN / inf rows are checked per file, before the held-out split,
+    so the error names the file's own rows; with ``nonfinite=drop`` they are counted in ``dropped``."""
     if not (cfg.train_features and cfg.test_features):
         raise ValueError("give both --train-features and --test-features (or neither, with a checkpoint)")
-    (xtr, ytr), (xte, yte) = load_features(cfg.train_features), load_features(cfg.test_features)
+
+    def load(path: str, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y, dropped[name] = handle_nonfinite(*load_features(path), f"{name} features ({path}, file rows)",
+                                               cfg.nonfinite)
+        return x, y
+
+    (xtr, ytr), (xte, yte) = load(cfg.train_features, "train"), load(cfg.test_features, "test")
     if cfg.val_features:
-        xval, yval = load_features(cfg.val_features)
+        xval, yval = load(cfg.val_features, "val")
     else:
+        dropped["val"] = 0
         keep, held = stratified_split(ytr.numpy(), cfg.val_fraction, cfg.seed)
         xtr, ytr, xval, yval = xtr[keep], ytr[keep], xtr[held], ytr[held]
     return ({"features": xtr}, ytr), ({"features": xval}, yval), ({"features": xte}, yte)
@@ -170,7 +179,7 @@ def _encode(model, dataset, spec: DataSpec, variants, device, amp, progress, des
 
 def prepare(cfg, device: torch.device) -> ProbeData:
     """Build the probe's data from a :class:`downstream.linear.cli.LinearConfig` (entry-point helper)."""
-    augmented, skipped = None, {}
+    augmented, skipped, from_files = None, {}, {}
     ffcv = [name for name in ("train_data", "val_data", "test_data") if getattr(cfg, name).dataset == "ffcv"]
     if ffcv and not (cfg.train_features or cfg.test_features):
         raise ValueError(f"{ffcv[0]}.dataset=ffcv: the linear probe reads images from imagefolder or fashion_mnist "
@@ -180,7 +189,7 @@ def prepare(cfg, device: torch.device) -> ProbeData:
     if cfg.train_features or cfg.test_features:
         if cfg.mode == "augmented":
             raise ValueError("mode=augmented needs images: give checkpoint + train_data, not feature files")
-        train, val, test = _from_files(cfg)
+        train, val, test = _from_files(cfg, from_files)
     else:
         model = build_backbone(cfg.checkpoint, cfg.model, cfg.train_data.image_size).to(device)
         variants = list(cfg.variants) or default_variants(model)
@@ -201,9 +210,11 @@ def prepare(cfg, device: torch.device) -> ProbeData:
             augmented = AugmentedSource(model, cfg.train_data, keep, variants, device, use_bf16, cfg.nonfinite)
             train = ({k: v[:1] for k, v in val[0].items()}, torch.from_numpy(labels[keep]))
         test = _encode(dataset=build_eval_dataset(cfg.test_data, "test"), spec=cfg.test_data, desc="test", **enc)
-    dropped = {}
+    dropped = dict(from_files)  # feature files: checked on their own rows in _from_files
     named = {"val": val, "test": test} if augmented is not None else {"train": train, "val": val, "test": test}
     for name, (feats, labs) in named.items():
+        if name in from_files:
+            continue
         feats, labs, dropped[name] = handle_nonfinite(feats, labs, f"{name} features", cfg.nonfinite)
         named[name] = (feats, labs)
     train, val, test = named.get("train", train), named["val"], named["test"]

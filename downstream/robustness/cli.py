@@ -29,6 +29,7 @@ from downstream.eval_cli import parse_with_aliases, save_beside
 from downstream.backbone import ModelSpec, build_backbone
 from pretrain.distributed import select_device
 from downstream.checks import handle_nonfinite
+from downstream.eval_data import skipped_files
 from downstream.linear.probe import DEFAULT_LRS, fit_probe
 from downstream.robustness.masked import PatchHiding
 from downstream.robustness.data import folder_loader, load_in_to_in9, map_to_in9
@@ -36,6 +37,7 @@ from downstream.results import log_results, tensorboard_dir, write_json
 from downstream.settings import EvalSettings
 from pretrain.configuration import ConfigError, choice, register_check
 from pretrain.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from pretrain.export.clean_exit import run_cleanly
 from pretrain.features import extract
 
 log = logging.getLogger(__name__)
@@ -143,35 +145,64 @@ def _classifier(cfg: RobustnessConfig, train_feats, train_labels, device):
     return (lambda f: module(f)[:, h].argmax(-1)), {"head": "probe", "lr": cfg.lrs[h], "val_top1": val_top1}
 
 
+def _classes(root: Path) -> list[str]:
+    """The class folder names of ``root/original/val`` (sorted): every other set must hold exactly these."""
+    val = root / "original" / "val"
+    if not val.is_dir():
+        raise FileNotFoundError(f"{val} not found: data.root must be a Backgrounds Challenge folder "
+                                "(<root>/<variant>/val/<class>/; build one with python -m downstream.localization.synth)")
+    classes = sorted(p.name for p in val.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise FileNotFoundError(f"{val} holds no class folder (<class>/<image>)")
+    return classes
+
+
 def _top1(predict, feats: torch.Tensor, labels: torch.Tensor) -> float:
     with torch.no_grad():
         return 100.0 * float((predict(feats) == labels).double().mean())
 
 
 def run(cfg: RobustnessConfig) -> dict:
-    """Per-variant top-1, BG-Gap and the masked-image test; writes JSON, config, TensorBoard and a picture."""
+    """Per-variant top-1, BG-Gap and the masked-image test; writes JSON, config, TensorBoard and a picture.
+
+    Returns:
+        ``{"probe", "top1": {variant: %}, "images": {"train", variant: rows evaluated}, "skipped": {"train",
+        variant: unreadable files left out}, "BG_Gap", "masked"}``.
+
+    Raises:
+        FileNotFoundError: ``data.root``, ``original/val``, a variant's ``val`` folder or a class folder in
+            any of them missing or empty (named), so no class is left out of an accuracy silently.
+    """
     d = cfg.data
     if not d.root:
         raise ValueError("give data.root=<Backgrounds Challenge folder> (build one: python -m downstream.localization.synth)")
-    device = select_device(cfg.device)
-    model = build_backbone(cfg.checkpoint, cfg.model, d.image_size).to(device)
     root = Path(d.root)
-    classes = sorted(p.name for p in (root / "original" / "val").iterdir() if p.is_dir())
+    classes = _classes(root)
+    for v in d.variants:  # every folder before any image is encoded
+        if not (root / v / "val").is_dir():
+            raise FileNotFoundError(f"variant folder {root / v / 'val'} not found: build the benchmark with python -m "
+                                    f"downstream.localization.synth, or leave {v} out of data.variants")
 
     def loader(folder):
         return folder_loader(folder, d.image_size, d.batch_size, d.num_workers, classes)
 
+    loaders = {v: loader(root / v / "val") for v in d.variants}  # class folders checked here, before encoding
+    train_loader = loader(d.train_root or root / "original" / "train") if cfg.head == "probe" else None
+    device = select_device(cfg.device)
+    model = build_backbone(cfg.checkpoint, cfg.model, d.image_size).to(device)
     tr_f = tr_y = None
-    if cfg.head == "probe":
-        tr_f, tr_y = pooled_features(model, loader(d.train_root or root / "original" / "train"), cfg, device,
-                                     "train features")
+    results: dict = {"probe": {}, "top1": {}, "images": {}, "skipped": {}}
+    if train_loader is not None:
+        tr_f, tr_y = pooled_features(model, train_loader, cfg, device, "train features")
+        results["images"]["train"], results["skipped"]["train"] = len(tr_y), len(skipped_files(train_loader))
     predict, probe_info = _classifier(cfg, tr_f, tr_y, device)
-    results: dict = {"probe": probe_info, "top1": {}}
+    results["probe"] = probe_info
     cache = {}
     for v in d.variants:
-        f, y = pooled_features(model, loader(root / v / "val"), cfg, device, v)
+        f, y = pooled_features(model, loaders[v], cfg, device, v)
         cache[v] = (f, y)
         results["top1"][v] = _top1(predict, f, y)
+        results["images"][v], results["skipped"][v] = len(y), len(skipped_files(loaders[v]))
     if "mixed_same" in results["top1"] and "mixed_rand" in results["top1"]:
         results["BG_Gap"] = results["top1"]["mixed_same"] - results["top1"]["mixed_rand"]
     if cfg.masked_ratios:
@@ -213,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """``python -m downstream.robustness --config FILE key=value ...``; prints the table."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg = parse_with_aliases(RobustnessConfig, argv, ALIASES, __doc__)
-    res = run(cfg)
+    res = run_cleanly(lambda: run(cfg))  # a missing folder or an empty class: one error line, exit status 2
     print("  ".join(f"{v} {a:.1f}" for v, a in res["top1"].items()) +
           (f"  BG-Gap {res['BG_Gap']:.1f}" if "BG_Gap" in res else ""), file=sys.stdout)
 

@@ -121,25 +121,49 @@ def write_train_subset(images: np.ndarray, labels: np.ndarray, dest: str | os.Pa
 
 def has_fashion_mnist(folder: str | os.PathLike) -> bool:
     """True when ``folder`` holds all four IDX files (raw or .gz)."""
+    return not missing_files(folder)
+
+
+def missing_files(folder: str | os.PathLike) -> list[str]:
+    """The IDX files (of :data:`FILES`) that ``folder`` holds neither raw nor gzipped."""
     folder = Path(folder)
-    return all((folder / name).is_file() or (folder / f"{name}.gz").is_file() for name in FILES)
+    return [name for name in FILES if not ((folder / name).is_file() or (folder / f"{name}.gz").is_file())]
 
 
-def ensure_fashion_mnist(dest_dir: str | os.PathLike, system_dir: str | os.PathLike | None = SYSTEM_DIR) -> Path:
-    """Return a folder with the Fashion-MNIST IDX files, downloading them only when needed.
+# The project's own data folders (as the demo, the Makefile and configs/pretrain/fmnist_*.yaml name them,
+# relative to the repository or the working folder): the only places a download may unpack into.
+PROJECT_DATA_DIRS: tuple[str, ...] = ("data", "data/fashion-mnist")
+_REPO = Path(__file__).resolve().parents[2]
+
+
+def is_project_data_dir(folder: str | os.PathLike) -> bool:
+    """True for the project's own data folders (:data:`PROJECT_DATA_DIRS`), where a missing data set may be
+    fetched; any other folder is the user's, and is never written into."""
+    target = Path(folder).resolve()
+    return any(target == (base / d).resolve() for base in (_REPO, Path.cwd()) for d in PROJECT_DATA_DIRS)
+
+
+def ensure_fashion_mnist(dest_dir: str | os.PathLike, system_dir: str | os.PathLike | None = SYSTEM_DIR,
+                         download: bool = True) -> Path:
+    """Return a folder with the Fashion-MNIST IDX files, downloading them only when needed and allowed.
 
     Looks in this order: ``system_dir`` (the Debian package's install location), ``dest_dir``
-    itself, an earlier extraction ``dest_dir/usr/share/datasets/fashion-mnist``; otherwise runs
-    ``apt-get download dataset-fashion-mnist`` in a temporary folder and ``dpkg -x`` into dest_dir.
+    itself, an earlier extraction ``dest_dir/usr/share/datasets/fashion-mnist``; otherwise, with
+    ``download``, runs ``apt-get download dataset-fashion-mnist`` in a temporary folder and
+    ``dpkg -x`` into dest_dir.
 
     Args:
-        dest_dir: Where to unpack the package when it must be downloaded.
+        dest_dir: Where the files are, or where to unpack the package when it must be downloaded.
         system_dir: System-wide install location to try first; None skips it.
+        download: Fetch the package when the files are not found. Callers pass False for a folder
+            the user named (see :func:`is_project_data_dir`): their folder is never written into.
 
     Returns:
         The folder that holds the four IDX files.
 
     Raises:
+        FileNotFoundError: ``dest_dir`` (or its extraction) holds some of the files but not all, or
+            ``download`` is False and the files are not there: the message names the missing files.
         RuntimeError: apt-get/dpkg are unavailable or the download fails (the message says how
             to get the files by hand).
     """
@@ -149,6 +173,17 @@ def ensure_fashion_mnist(dest_dir: str | os.PathLike, system_dir: str | os.PathL
         if has_fashion_mnist(folder):
             log.info("Fashion-MNIST found in %s", folder)
             return folder
+    for folder in (dest, extracted):
+        missing = missing_files(folder)
+        if len(missing) < len(FILES):  # a partial copy: never mixed with a download, never guessed around
+            raise FileNotFoundError(
+                f"Fashion-MNIST folder {folder} lacks {', '.join(f'{m}[.gz]' for m in missing)} (it holds the other "
+                f"{len(FILES) - len(missing)} of {len(FILES)} files): put the missing file(s) there. {_MANUAL}")
+    if not download:
+        raise FileNotFoundError(
+            f"Fashion-MNIST not found in {dest}: it holds none of {', '.join(FILES)} (raw or .gz). Put them there, "
+            f"or fetch them into the project's data folder with `python -m pretrain.data.fashion_mnist data` and "
+            f"point the root at data/. {_MANUAL}")
     download_package(PACKAGE, dest, hint=_MANUAL)
     if not has_fashion_mnist(extracted):
         raise RuntimeError(f"{PACKAGE} did not contain the IDX files in {extracted}. {_MANUAL}")

@@ -181,6 +181,9 @@ def load_pretrained(
             if "qkv -> qv" not in " ".join(report.notes):
                 report.notes.append("attn.qkv -> qv: query/value slices loaded; manifold keys keep their init")
         if key not in target:
+            if key == "mask_token":  # iBOT's masked-image token: pretraining only, a frozen backbone has none
+                report.notes.append("mask_token: a pretraining-only tensor, not used by this model")
+                continue
             report.unexpected.append(raw_key)
             continue
         if key == "pos_embed" and value.shape != target[key].shape and value.ndim == 3:

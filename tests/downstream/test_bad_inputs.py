@@ -107,7 +107,7 @@ def test_feature_files_with_fractional_labels_are_rejected(tmp_path):
         save_features(tmp_path / "g.npz", np.zeros((2, 3)), np.array([0.5, 1.0]))
 
 
-def test_linear_probe_rejects_nan_rows_or_drops_them_counted(tmp_path):
+def test_linear_probe_rejects_nan_rows_or_drops_them_counted(tmp_path, capsys):
     xtr, ytr = _clusters(90, 0)
     xte, yte = _clusters(30, 1)
     xtr[[3, 7]] = np.nan
@@ -115,8 +115,11 @@ def test_linear_probe_rejects_nan_rows_or_drops_them_counted(tmp_path):
     save_features(tmp_path / "te.npz", xte, yte)
     args = ["--train-features", str(tmp_path / "tr.npz"), "--test-features", str(tmp_path / "te.npz"),
             "epochs=2", "batch_size=32", "lrs=[0.1]", "device=cpu", "progress=false", "val_fraction=0.2"]
-    with pytest.raises(ValueError, match=r"train features: 2 of \d+ rows hold NaN"):
+    with pytest.raises(SystemExit) as stop:  # one error line naming the file's own rows (issue 22 item 9)
         linear.main(args)
+    assert stop.value.code == 2
+    assert f"error: train features ({tmp_path / 'tr.npz'}, file rows): 2 of 90 rows hold NaN or infinite values " \
+           "(rows [3, 7])" in capsys.readouterr().err
     cfg = linear.LinearConfig(train_features=str(tmp_path / "tr.npz"), test_features=str(tmp_path / "te.npz"),
                               epochs=2, batch_size=32, lrs=[0.1], device="cpu", progress=False, nonfinite="drop")
     res = linear.run(cfg)

@@ -162,3 +162,52 @@ def test_help_points_to_the_keys_and_help_config_lists_them(capsys):
 def test_bad_augmentation_values_fail_when_the_config_is_read(override, message):
     with pytest.raises(ConfigError, match=message):
         load_config(PretrainConfig, None, [override])
+
+
+# --- issue 22 (nothing silently wrong, round 2): items 3 and 6 -------------------------------------
+
+
+def test_a_duplicated_section_names_the_key_and_both_lines(tmp_path):
+    yml = tmp_path / "twice.yaml"
+    yml.write_text("optim:\n  lr: 0.001\nmodel:\n  pooling: simpool\noptim:\n  epochs: 3\n")
+    with pytest.raises(ConfigError, match=r"twice.yaml: key 'optim' is given twice \(line 1 and line 5\)"):
+        load_config(PretrainConfig, str(yml))
+
+
+def test_a_duplicated_key_inside_a_section_names_both_lines(tmp_path):
+    yml = tmp_path / "lr.yaml"
+    yml.write_text("optim:\n  lr: 0.001\n  epochs: 3\n  lr: 0.002\n")
+    with pytest.raises(ConfigError, match=r"key 'lr' is given twice \(line 2 and line 4\)"):
+        load_config(PretrainConfig, str(yml))
+
+
+def test_a_yaml_syntax_error_names_file_line_and_column(tmp_path):
+    yml = tmp_path / "broken.yaml"
+    yml.write_text("optim:\n  lr: 0.1\n bad: 2\n")
+    with pytest.raises(ConfigError, match=r"config file .*broken.yaml: YAML syntax error at line 3, column 2: "):
+        load_config(PretrainConfig, str(yml))
+    with pytest.raises(ConfigError, match=r"override 'data.global_scale=\[0.3,': YAML syntax error at line 1"):
+        load_config(PretrainConfig, None, ["data.global_scale=[0.3,"])
+
+
+def test_a_scalar_where_a_section_belongs_names_the_section(tmp_path):
+    yml = tmp_path / "scalar.yaml"
+    yml.write_text("model: vit_pico\n")
+    with pytest.raises(ConfigError, match=r"'model' in config file .*scalar.yaml is a section: it must be a "
+                                          r"mapping .*'model.name=\.\.\.'.*not 'vit_pico'"):
+        load_config(PretrainConfig, str(yml))
+    with pytest.raises(ConfigError, match=r"'optim' in override 'optim=3' is a section"):
+        load_config(PretrainConfig, None, ["optim=3"])
+
+
+def test_yaml_errors_on_the_command_line_are_one_line_exit_2(tmp_path):
+    import subprocess
+    import sys
+
+    yml = tmp_path / "broken.yaml"
+    yml.write_text("optim:\n  lr: [0.1\n")
+    proc = subprocess.run([sys.executable, "-m", "pretrain.train", "--config", str(yml)], cwd=REPO,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith(f"config error: config file {yml}: YAML syntax error at line 3, column 1")
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr

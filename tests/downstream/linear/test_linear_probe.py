@@ -109,3 +109,73 @@ def test_fit_cached_probe_is_the_grid_fit_with_the_choice_on_held_out_rows():
     assert (fit.variant, fit.index) == select_best(val, DEFAULT_LRS)
     torch.testing.assert_close(fit.val["features"], val["features"], rtol=0, atol=0)
     assert fit.head(x[100:]).shape == (20, len(DEFAULT_LRS), 3)
+
+
+# --- issue 22 item 9: file rows in the non-finite error, string labels, a model of another architecture ------
+
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def _feature_files(tmp_path, bad_rows=()):
+    x, y = _blobs(40, 2, 4, 0)
+    x[list(bad_rows)] = np.nan
+    np.savez(tmp_path / "tr.npz", features=x, labels=y)
+    xt, yt = _blobs(20, 2, 4, 1)
+    np.savez(tmp_path / "te.npz", features=xt, labels=yt)
+    return tmp_path / "tr.npz", tmp_path / "te.npz"
+
+
+def _linear(*args):
+    return subprocess.run([sys.executable, "-m", "downstream.linear", "epochs=2", "device=cpu", "progress=false",
+                           *map(str, args)], cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_nonfinite_rows_are_named_by_their_row_in_the_file(tmp_path):
+    from downstream.linear.cli import LinearConfig, run
+    from pretrain.configuration import load_config
+
+    tr, te = _feature_files(tmp_path, bad_rows=(7, 20))
+    cfg = load_config(LinearConfig, None, [f"train_features={tr}", f"test_features={te}", "epochs=2",
+                                           "device=cpu", "progress=false"])
+    with pytest.raises(ValueError, match=r"train features \(.*tr.npz, file rows\): 2 of 40 rows hold NaN or "
+                                         r"infinite values \(rows \[7, 20\]\)"):
+        run(cfg)
+    dropped = run(load_config(LinearConfig, None, [f"train_features={tr}", f"test_features={te}", "epochs=2",
+                                                   "device=cpu", "progress=false", "nonfinite=drop"]))
+    assert dropped["dropped_nonfinite"] == {"train": 2, "val": 0, "test": 0}
+
+
+def test_string_labels_are_one_clear_error_line(tmp_path):
+    x, _ = _blobs(10, 2, 4, 0)
+    _, te = _feature_files(tmp_path)
+    np.savez(tmp_path / "names.npz", features=x, labels=np.array(["cat", "dog"] * 5))
+    proc = _linear(f"--train-features={tmp_path / 'names.npz'}", f"--test-features={te}")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: labels of {tmp_path / 'names.npz'} are strings (e.g. ['cat', 'dog', 'cat']); class labels must be "
+        "integers 0..C-1: map class names to indices first, e.g. np.unique(names, return_inverse=True)[1]")
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_checkpoint_of_another_architecture_names_the_fields_that_differ(tmp_path):
+    from downstream.backbone import ModelSpec, build_backbone
+    from tests.tiny_checkpoint import write_checkpoint
+
+    path, _, _ = write_checkpoint(tmp_path / "pico.pt", "vit_pico", masked_im_modeling=True)  # has a mask_token
+    with pytest.raises(ValueError) as err:
+        build_backbone(str(path), ModelSpec(name="vit_tiny", patch_size=8), 32)
+    message = str(err.value)
+    assert "the checkpoint records 'vit_pico' and this model differs in model.embed_dim: checkpoint 128, " \
+           "requested 192" in message
+    assert "tensors have other shapes (e.g. backbone.cls_token: checkpoint (1, 1, 128), model (1, 1, 192)" in message
+    assert "mask_token" not in message  # a pretraining-only tensor, not the cause
+    # one field off and every other tensor loads: still refused (patch_embed would stay random)
+    with pytest.raises(ValueError, match=r"model.patch_size: checkpoint 8, requested 4; 1 tensors have other shapes "
+                                         r"\(e.g. backbone.patch_embed.proj.weight"):
+        build_backbone(str(path), ModelSpec(name="vit_pico", patch_size=4), 32)
+    assert build_backbone(str(path), ModelSpec(name="vit_pico", patch_size=8), 32) is not None
+    assert build_backbone(str(path), ModelSpec(), 0) is not None  # the recorded model

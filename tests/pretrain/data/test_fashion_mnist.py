@@ -85,3 +85,45 @@ def test_written_train_subset_reads_back(tmp_path, fashion_mnist_root):
     sub = FashionMNIST(folder, "train", as_pil=False)
     assert np.array_equal(sub.images, full.images[rows]) and np.array_equal(sub.labels, full.labels[rows])
     assert len(FashionMNIST(folder, "test")) == 10000
+
+
+# --- issue 22 item 5: a user's folder is never downloaded into; a partial copy names the missing file ------
+
+
+def test_a_folder_lacking_one_file_names_it_and_downloads_nothing(tmp_path, fashion_mnist_root, monkeypatch):
+    for src in fashion_mnist_root.iterdir():
+        if src.name.startswith(FILES) and not src.name.startswith("train-labels"):
+            (tmp_path / src.name).symlink_to(src)
+    monkeypatch.setenv("PATH", str(tmp_path / "no-tools"))  # a download attempt would be a RuntimeError
+    with pytest.raises(FileNotFoundError, match=r"lacks train-labels-idx1-ubyte\[\.gz\] \(it holds the other 3 of 4"):
+        ensure_fashion_mnist(tmp_path, system_dir=None)  # even where downloads are allowed
+    assert not (tmp_path / "usr").exists()
+
+
+def test_a_user_root_without_the_files_is_named_not_fetched_into(tmp_path, monkeypatch):
+    from pretrain.build import resolve_root
+    from pretrain.data.fashion_mnist import is_project_data_dir
+
+    mine = tmp_path / "my-fmnist"
+    mine.mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "no-tools"))
+    assert not is_project_data_dir(mine) and is_project_data_dir(REPO / "data") \
+        and is_project_data_dir(REPO / "data" / "fashion-mnist")
+    with pytest.raises(FileNotFoundError, match=rf"not found in {mine}: it holds none of train-images-idx3-ubyte"):
+        resolve_root("fashion_mnist", str(mine))
+    assert list(mine.iterdir()) == []
+
+
+def test_pretraining_on_a_partial_folder_is_one_config_error_naming_the_file(tmp_path, fashion_mnist_root):
+    for src in fashion_mnist_root.iterdir():
+        if src.name.startswith(FILES[:3]):
+            (tmp_path / src.name).symlink_to(src)
+    env = {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "pretrain.train", "data.dataset=fashion_mnist",
+                           f"data.root={tmp_path}", "model.name=vit_pico", f"run.output_dir={out}"],
+                          capture_output=True, text=True, cwd=REPO, env=env, timeout=300, check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.startswith(f"config error: data.root={tmp_path}: Fashion-MNIST folder {tmp_path} lacks "
+                                  "t10k-labels-idx1-ubyte[.gz]")
+    assert len(proc.stderr.strip().splitlines()) == 1 and not out.exists()
