@@ -38,7 +38,12 @@ __all__ = ["CONFIG", "PoseTestConfig", "main", "run"]
 
 @dataclass
 class PoseTestConfig(EvalSettings):
-    """Test a pose head written by downstream.pose.train (``output`` default: <folder of head>/pose_test.json)."""
+    """Test a pose head written by downstream.pose.train (``output`` default: <folder of head>/pose_test.json).
+
+    ``data`` says which CSV / split / root to read; the image inputs (size, test transform) are the
+    ones the head was trained with, read from its file (heads written before ``data.transform``
+    existed: ``short_side_crop``).
+    """
 
     head: str = ""  # pose_head.pt
     checkpoint: str = ""  # backbone; default: the one recorded in the head file
