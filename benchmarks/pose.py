@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -73,9 +74,12 @@ def write_markdown(report: dict, path: Path) -> Path:
              (f"Data: {meta['data'].get('scenes')} rendered rooms, {meta['data'].get('frames')} frames at "
              f"{meta['data'].get('size')} px (train 300 / test 100 per scene), fed at 56 px (8 x 8 tokens).  "),
              "Renderer: " + ", ".join(f"{v:.0f} frames/s at {k}" for k, v in meta["render_speed"].items()) + ".  ",
-             "Command: `OMP_NUM_THREADS=1 python benchmarks/pose.py --checkpoint ... --data ...`", "",
+             f"Command: `{meta.get('command', 'OMP_NUM_THREADS=1 python benchmarks/pose.py --checkpoint ... --data ...')}`",
+             "",
              ("Mean over seeds +- std of the mean over the 4 scenes of the per-scene medians; recall and scene "
-             "accuracy pooled over test frames."), "",
+             "accuracy pooled over test frames. The mean-pose baseline predicts, for every test frame, its scene's "
+             "training mean position and mean orientation (Markley eigenvector mean; downstream/pose/baseline.py): "
+             "deterministic, the same for every seed and variant."), "",
              ("| variant | median pos (m) | median ori (deg) | mean pos (m) | mean ori (deg) | R(0.25 m, 2 deg) | "
              "R(0.5 m, 5 deg) | R(5 m, 10 deg) | scene acc | train frames/s |"), "|---|---|---|---|---|---|---|---|---|---|"]
     for name, s in summary.items():
@@ -83,6 +87,12 @@ def write_markdown(report: dict, path: Path) -> Path:
         lines.append(f"| {name} | {fmt(s['mean_of_median_pos_m'])} | {fmt(s['mean_of_median_ori_deg'], 2)} | "
                      f"{fmt(s['mean_of_mean_pos_m'])} | {fmt(s['mean_of_mean_ori_deg'], 2)} | {fmt(r[0])} | "
                      f"{fmt(r[1])} | {fmt(r[2])} | {fmt(s['scene_accuracy'])} | {s['train_frames_per_s']['mean']:.0f} |")
+    base = report.get("mean_pose_baseline")
+    if base:
+        o, r = base["overall"], list(base["overall"]["recall"].values())
+        lines.append(f"| mean pose (baseline: training mean per scene) | {o['mean_of_median_pos_m']:.3f} | "
+                     f"{o['mean_of_median_ori_deg']:.2f} | {o['mean_of_mean_pos_m']:.3f} | "
+                     f"{o['mean_of_mean_ori_deg']:.2f} | {r[0]:.3f} | {r[1]:.3f} | {r[2]:.3f} | - (true scene given) | - |")
     lines += ["", "Attention diagnostics (mean over seeds; entropy in nats, log N = log 64 = 4.16 is uniform):", "",
               "| variant | branch | entropy per layer | QKA distance per layer | query-region purity per layer |",
               "|---|---|---|---|---|"]
@@ -140,7 +150,9 @@ def main() -> None:
             "checkpoint": args.checkpoint, "epochs": args.epochs, "seeds": args.seeds,
             "overrides": args.overrides, "data": json.loads((data / "render_info.json").read_text()) if (data / "render_info.json").is_file() else {},
             "render_speed": {k: v["frames_per_s"] for k, v in speed.items()}}
-    report = {"meta": meta, "summary": summary, "runs": all_runs}
+    meta["command"] = "OMP_NUM_THREADS=1 nice -n 5 python benchmarks/pose.py " + " ".join(sys.argv[1:])
+    baseline = next(iter(all_runs.values()))[0]["mean_pose_baseline"]
+    report = {"meta": meta, "summary": summary, "mean_pose_baseline": baseline, "runs": all_runs}
     (RESULTS / "pose.json").write_text(json.dumps(report, indent=1))
     write_markdown(report, RESULTS / "pose.md")
     print(json.dumps({"meta": meta, "summary": {n: {k: s[k] for k in ("mean_of_median_pos_m", "mean_of_median_ori_deg")}

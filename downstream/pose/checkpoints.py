@@ -18,6 +18,9 @@ from torch import nn
 from pretrain.checkpoint import atomic_save, newest_loadable, numbered_files, prune
 
 FORMAT = "attmask-ssl/pose-head/1"
+# What a head file written before these keys existed was built with (read by downstream.pose.test).
+LEGACY_HEAD_SPEC = {"pos_table": "per_branch", "init": "xavier_all"}
+LEGACY_INPUTS = {"transform": "short_side_crop", "resize": 0}
 _EPOCH_FILE = re.compile(r"^epoch_(\d{4,})\.pt$")
 
 
@@ -32,13 +35,20 @@ def plain(spec: Any) -> dict[str, Any]:
 
 def save_head_checkpoint(out_dir: str | Path, epoch: int, head: nn.Module, loss: nn.Module, opt, sched, cfg,
                          scene_names: list[str], grid_hw: tuple[int, int], in_dim: int,
-                         backbone: nn.Module | None = None) -> Path:
-    """Write ``checkpoints/epoch_XXXX.pt`` and ``pose_head.pt`` atomically; keep the newest ``cfg.keep_last``."""
+                         backbone: nn.Module | None = None, mean_pose: dict | None = None) -> Path:
+    """Write ``checkpoints/epoch_XXXX.pt`` and ``pose_head.pt`` atomically; keep the newest ``cfg.keep_last``.
+
+    ``mean_pose``: the training set's per-scene mean poses (:func:`downstream.pose.baseline.scene_mean_poses`),
+    kept so :mod:`downstream.pose.test` can report the mean-pose baseline on other test data.
+    """
     state: dict[str, Any] = {"format": FORMAT, "epoch": epoch, "head": head.state_dict(), "loss": loss.state_dict(),
                              "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                              "scene_names": list(scene_names), "grid_hw": list(grid_hw), "in_dim": int(in_dim),
                              "head_spec": plain(cfg.head), "image_size": int(cfg.data.image_size),
-                             "backbone_checkpoint": cfg.checkpoint}
+                             "backbone_checkpoint": cfg.checkpoint,
+                             "inputs": {"transform": cfg.data.transform, "resize": int(cfg.data.resize)}}
+    if mean_pose is not None:
+        state["mean_pose"] = {k: [[float(x) for x in row] for row in v] for k, v in mean_pose.items()}
     if backbone is not None:
         state["backbone"] = backbone.state_dict()
     folder = Path(out_dir) / "checkpoints"

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from downstream.backbone import ModelSpec
 from downstream.pose.losses import LOSS_INIT, PoseLoss
 from downstream.pose.model import PoseHead
+from downstream.pose.transforms import PoseTransform, train_and_test_transforms
 from downstream.settings import EvalSettings, check_float32_only
-from pretrain.configuration import choice, register_check
+from pretrain.configuration import ConfigError, choice, register_check
 from pretrain.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-
 
 
 @dataclass
@@ -20,7 +20,12 @@ class PoseDataSpec:
     test_csv: str = ""  # "" = train_csv
     train_split: str = "train"  # rows of the CSV's split column ("" = all rows)
     test_split: str = "test"
-    image_size: int = 112  # square input side (short side resized, centre crop)
+    image_size: int = 224  # square input side: the crop (MS-Transformer 224)
+    transform: str = choice("ms_transformer", "short_side_crop")  # see downstream/pose/transforms.py
+    resize: int = 256  # ms_transformer: short side before the crop (MS-Transformer 256)
+    augment: bool = True  # ms_transformer training: random crop + colour jitter (false = MS-T's no_augment)
+    color_jitter: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5, 0.2])  # brightness, contrast, sat., hue
+    equalize_scenes: bool = False  # MS-Transformer's equalize_scenes (Cambridge): oversample the smaller scenes
     mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
     std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
     num_workers: int = 0
@@ -39,6 +44,8 @@ class HeadSpec:
     enc_layers_q: int = 4
     dec_layers_q: int = 4
     pos_encoding: str = choice("learned", "sine")  # learned (MS-Transformer) | sine (fixed DETR sine, Lee et al. 2024)
+    pos_table: str = choice("shared", "per_branch")  # learned PE: one table for both branches (MS-T) | one each
+    init: str = choice("ms_transformer", "xavier_all")  # initial weights, downstream/pose/initialization.py
     qka_weight: float = 0.0  # 0.1 = Lee et al.'s query-key alignment loss, per branch
     setting: str = choice("indoor", "outdoor")  # s_x, s_q init: indoor (0, -3) | outdoor (-3, -6.5)
     learn_loss_weights: bool = True
@@ -83,9 +90,23 @@ class PoseConfig(EvalSettings):
     pictures: bool = True
 
 
+def check_pose_data(data: PoseDataSpec) -> None:
+    """Input settings that cannot work: a crop larger than the resized image, a bad colour jitter."""
+    if data.image_size < 1:
+        raise ConfigError(f"data.image_size={data.image_size}: give the input side in pixels (224 published)")
+    if data.transform == "ms_transformer" and data.resize < data.image_size:
+        raise ConfigError(f"data.resize={data.resize} < data.image_size={data.image_size}: the crop must fit in the "
+                          "resized image (MS-Transformer: resize 256, crop 224); or data.transform=short_side_crop")
+    jitter = list(data.color_jitter)
+    if len(jitter) != 4 or min(jitter) < 0 or jitter[3] > 0.5:
+        raise ConfigError(f"data.color_jitter={jitter}: give [brightness, contrast, saturation, hue], each >= 0, "
+                          "hue <= 0.5 (MS-Transformer: [0.5, 0.5, 0.5, 0.2]; zeros = no jitter)")
+
+
 def check_pose(cfg: PoseConfig) -> None:
     """Cross-field checks of the pose training config, run when it is parsed."""
     check_float32_only(cfg, "pose regression")
+    check_pose_data(cfg.data)
 
 
 register_check(PoseConfig, check_pose)
@@ -93,7 +114,14 @@ register_check(PoseConfig, check_pose)
 
 def build_head(spec: HeadSpec, num_scenes: int, in_dim: int, grid_hw: tuple[int, int]) -> PoseHead:
     return PoseHead(num_scenes, in_dim, grid_hw, spec.dim, spec.heads, spec.ffn, spec.dropout,
-                    (spec.enc_layers_x, spec.dec_layers_x), (spec.enc_layers_q, spec.dec_layers_q), spec.pos_encoding)
+                    (spec.enc_layers_x, spec.dec_layers_x), (spec.enc_layers_q, spec.dec_layers_q), spec.pos_encoding,
+                    spec.pos_table == "shared", spec.init)
+
+
+def build_transforms(data: PoseDataSpec) -> tuple[PoseTransform, PoseTransform]:
+    """(training, test) image transforms of the data settings."""
+    return train_and_test_transforms(data.transform, data.image_size, data.resize, data.augment,
+                                     tuple(data.color_jitter))
 
 
 def build_pose_loss(spec: HeadSpec) -> PoseLoss:

@@ -6,7 +6,9 @@ by training (:mod:`downstream.pose.train`) to test the head it wrote.
 Results (JSON): ``scenes.<name>`` median / mean position (m) and orientation (deg) errors,
 recall at (0.25 m, 2 deg), (0.5 m, 5 deg), (5 m, 10 deg), scene accuracy; ``overall`` their
 mean of medians (the papers' number), pooled recall and accuracy; ``attention.<branch>`` per
-encoder layer: self-attention entropy (nats), QKA distance, query-region purity (docs/pose.md).
+encoder layer: self-attention entropy (nats), QKA distance, query-region purity (docs/pose.md);
+``mean_pose_baseline`` the same errors for the per-scene training mean pose
+(:mod:`downstream.pose.baseline`), added by the callers that know the training poses.
 """
 
 from __future__ import annotations
@@ -81,17 +83,26 @@ def evaluate(head, backbone, source, scene_names: Sequence[str], mean: Sequence[
     return results, pred
 
 
+def _summary_line(name: str, s: dict) -> str:
+    r = list(s["recall"].values())
+    acc = "  -  " if s.get("scene_accuracy") is None else f"{s['scene_accuracy']:.2f}"
+    return (f"{name:>12}  {s['median_pos_m']:11.3f}  {s['median_ori_deg']:13.2f}  {acc:4}"
+            f"  {r[0]:9.2f}  {r[1]:8.2f}  {r[2]:8.2f}")
+
+
+def _mean_line(name: str, report: dict) -> str:
+    o = report["overall"]
+    return _summary_line(name, {"median_pos_m": o["mean_of_median_pos_m"], "median_ori_deg": o["mean_of_median_ori_deg"],
+                                "scene_accuracy": o["scene_accuracy"], "recall": o["recall"]})
+
+
 def format_results(results: dict) -> str:
-    """A text table: one line per scene, then the mean of medians and the attention entropies."""
+    """A text table: one line per scene, the mean of medians, the mean-pose baseline, attention entropies."""
     lines = [f"{'scene':>12}  med pos (m)  med ori (deg)  acc   R(.25m,2)  R(.5m,5)  R(5m,10)"]
-    for name, s in {**results["scenes"], "mean": None}.items():
-        if s is None:
-            o = results["overall"]
-            s = {"median_pos_m": o["mean_of_median_pos_m"], "median_ori_deg": o["mean_of_median_ori_deg"],
-                 "scene_accuracy": o["scene_accuracy"], "recall": o["recall"]}
-        r = list(s["recall"].values())
-        lines.append(f"{name:>12}  {s['median_pos_m']:11.3f}  {s['median_ori_deg']:13.2f}  {s['scene_accuracy']:.2f}"
-                     f"  {r[0]:9.2f}  {r[1]:8.2f}  {r[2]:8.2f}")
+    lines += [_summary_line(name, s) for name, s in results["scenes"].items()]
+    lines.append(_mean_line("mean", results))
+    if "mean_pose_baseline" in results:
+        lines.append(_mean_line("mean pose", results["mean_pose_baseline"]) + "   (baseline: training mean per scene)")
     for b, layers in results.get("attention", {}).items():
         lines.append(f"{b} entropy per layer: " + " ".join(f"{d['entropy']:.2f}" for d in layers))
     return "\n".join(lines)

@@ -54,13 +54,27 @@ def recall(pos_err: torch.Tensor, ori_err: torch.Tensor,
     return {f"{tm:g}m_{td:g}deg": float(((pos_err <= tm) & (ori_err <= td)).sum()) / n for tm, td in thresholds}
 
 
+def nan_median(values: torch.Tensor) -> float:
+    """Median ignoring NaN, the middle two averaged for an even count (``np.nanmedian``, as MS-Transformer's test).
+
+    (``torch.median`` would return the lower middle value.) NaN if every value is NaN.
+    """
+    v = torch.as_tensor(values).double().cpu().numpy()
+    return float(np.nanmedian(v)) if (~np.isnan(v)).any() else float("nan")
+
+
 def summarize(pos_err: torch.Tensor, ori_err: torch.Tensor) -> dict[str, float]:
-    """Median / mean errors and recall of one set of frames (e.g. one scene)."""
+    """Median / mean errors (ignoring NaN) and recall of one set of frames (e.g. one scene).
+
+    Frames whose position or orientation error is NaN (a diverged prediction) are left out of
+    medians and means, counted in ``nan_frames``, and count as failures in the recall.
+    """
     if pos_err.numel() == 0:
         raise ValueError("no frames to summarise")
-    return {"median_pos_m": float(pos_err.median()), "median_ori_deg": float(ori_err.median()),
-            "mean_pos_m": float(pos_err.mean()), "mean_ori_deg": float(ori_err.mean()),
-            "recall": recall(pos_err, ori_err), "frames": int(pos_err.numel())}
+    pe, oe = torch.as_tensor(pos_err).double(), torch.as_tensor(ori_err).double()
+    return {"median_pos_m": nan_median(pe), "median_ori_deg": nan_median(oe),
+            "mean_pos_m": float(pe.nanmean()), "mean_ori_deg": float(oe.nanmean()),
+            "recall": recall(pe, oe), "frames": int(pe.numel()), "nan_frames": int((pe.isnan() | oe.isnan()).sum())}
 
 
 def per_scene_report(pos_err: torch.Tensor, ori_err: torch.Tensor, scene: torch.Tensor,
@@ -81,7 +95,8 @@ def per_scene_report(pos_err: torch.Tensor, ori_err: torch.Tensor, scene: torch.
     keys = ("median_pos_m", "median_ori_deg", "mean_pos_m", "mean_ori_deg")
     overall = {f"mean_of_{k}": float(np.mean([s[k] for s in scenes.values()])) for k in keys}
     overall.update({"scene_accuracy": float((scene_pred == scene).double().mean()),
-                    "recall": recall(pos_err, ori_err), "frames": int(pos_err.numel())})
+                    "recall": recall(pos_err, ori_err), "frames": int(pos_err.numel()),
+                    "nan_frames": sum(s["nan_frames"] for s in scenes.values())})
     return {"scenes": scenes, "overall": overall}
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from downstream.pose.initialization import initialize
 from downstream.pose.losses import query_key_alignment
 from downstream.pose.pos_encoding import PositionEncoding
 from downstream.pose.transformer import AttentionRecord, PoseTransformer
@@ -62,17 +63,24 @@ class PoseHead(nn.Module):
         layers_x: (encoder, decoder) layers of the position branch (6, 6).
         layers_q: (encoder, decoder) layers of the orientation branch (4, 4 on 7Scenes).
         pos_encoding: ``learned`` (MS-Transformer) or ``sine`` (fixed DETR sine).
+        shared_pos: One learned position table for both branches (MS-Transformer's backbone
+            ``Joiner`` applies one embedding module to both feature levels) or one per branch (ours
+            before; ``head.pos_table=per_branch``). Irrelevant for ``sine`` (no parameters).
+        init: ``ms_transformer`` or ``xavier_all`` (:mod:`downstream.pose.initialization`).
     """
 
     def __init__(self, num_scenes: int, in_dim: int, grid_hw: tuple[int, int], dim: int = 256, heads: int = 8,
                  ffn: int = 256, dropout: float = 0.1, layers_x: tuple[int, int] = (6, 6),
-                 layers_q: tuple[int, int] = (4, 4), pos_encoding: str = "learned") -> None:
+                 layers_q: tuple[int, int] = (4, 4), pos_encoding: str = "learned", shared_pos: bool = True,
+                 init: str = "ms_transformer") -> None:
         super().__init__()
         if num_scenes < 1:
             raise ValueError("need at least one scene")
         self.num_scenes, self.grid_hw = num_scenes, tuple(grid_hw)
         self.proj = nn.ModuleDict({b: nn.Linear(in_dim, dim) for b in ("position", "orientation")})
-        self.pos = nn.ModuleDict({b: PositionEncoding(pos_encoding, grid_hw, dim) for b in ("position", "orientation")})
+        tables = ("shared",) if shared_pos else ("position", "orientation")
+        self.pos = nn.ModuleDict({t: PositionEncoding(pos_encoding, grid_hw, dim) for t in tables})
+        self.pos_of = {b: "shared" if shared_pos else b for b in ("position", "orientation")}
         self.branch = nn.ModuleDict({
             "position": PoseTransformer(dim, heads, ffn, dropout, *layers_x),
             "orientation": PoseTransformer(dim, heads, ffn, dropout, *layers_q)})
@@ -80,9 +88,7 @@ class PoseHead(nn.Module):
                                          for b in ("position", "orientation")})
         self.scene_embed = nn.Linear(2 * dim, 1)
         self.reg_x, self.reg_q = Regressor(dim, 3), Regressor(dim, 4)
-        for name, p in self.named_parameters():  # DETR: Xavier for matrices
-            if p.dim() > 1 and "pos." not in name and "queries" not in name:
-                nn.init.xavier_uniform_(p)
+        initialize(self, init)
 
     def forward(self, tokens: torch.Tensor, scene: torch.Tensor | None = None,
                 want_attn: bool = False) -> PoseOutput:
@@ -96,7 +102,7 @@ class PoseHead(nn.Module):
                              f"tokens), got {tokens.shape[1]}: use the training image size")
         latents, records, cross = {}, {}, {}
         for b, branch in self.branch.items():
-            latents[b], records[b], cross[b] = branch(self.proj[b](tokens), self.pos[b](), self.queries[b], want_attn)
+            latents[b], records[b], cross[b] = branch(self.proj[b](tokens), self.pos[self.pos_of[b]](), self.queries[b], want_attn)
         scores = self.scene_embed(torch.cat([latents["position"], latents["orientation"]], dim=-1)).squeeze(-1)
         logp = torch.log_softmax(scores, dim=1)  # (B, S)
         chosen = logp.argmax(dim=1) if scene is None else scene

@@ -29,11 +29,14 @@ from downstream.eval_cli import parse_with_aliases
 from downstream.backbone import build_backbone
 from pretrain.distributed import select_device
 from downstream.pose.checkpoints import latest_head_checkpoint, save_head_checkpoint
-from downstream.pose.config import PoseConfig, build_head, build_pose_loss
+from downstream.pose.baseline import mean_pose_report, scene_mean_poses
+from downstream.pose.config import PoseConfig, build_head, build_pose_loss, build_transforms
 from downstream.pose.data import open_split
 from downstream.pose.evaluation import evaluate, write_outputs
+from downstream.pose.sampling import EqualizedSampler
 from downstream.pose.tokens import cache_tokens, in_channels, patch_tokens
 from downstream.results import tensorboard_dir
+from pretrain.export.clean_exit import run_cleanly
 
 log = logging.getLogger(__name__)
 
@@ -76,20 +79,41 @@ def resume(out_dir: Path, head, criterion, opt, sched, backbone=None) -> int:
 
 
 def _data(cfg: PoseConfig, backbone, device: torch.device) -> tuple:
-    """(train set, test set, train source, test source): the sources are cached tokens for a frozen backbone."""
+    """(train set, test set, train source, test source).
+
+    With a frozen backbone the sources are cached tokens where the transform is deterministic:
+    always for the test set, for the training set only without random crops / colour jitter
+    (``data.augment=false`` or ``data.transform=short_side_crop``); otherwise the backbone runs
+    on the augmented images every step.
+    """
     chans = in_channels(backbone)
-    train_set = open_split(cfg.data.root, cfg.data.train_csv, cfg.data.train_split, cfg.data.image_size, chans)
+    train_tf, test_tf = build_transforms(cfg.data)
+    train_set = open_split(cfg.data.root, cfg.data.train_csv, cfg.data.train_split, cfg.data.image_size, chans,
+                           transform=train_tf, seed=cfg.seed)
     test_set = open_split(cfg.data.root, cfg.data.test_csv or cfg.data.train_csv, cfg.data.test_split,
-                          cfg.data.image_size, chans, names=train_set.names)
+                          cfg.data.image_size, chans, names=train_set.names, transform=test_tf)
     if cfg.finetune or not cfg.cache_tokens:
         return train_set, test_set, train_set, test_set
     t0 = time.perf_counter()
-    train_src = cache_tokens(backbone, train_set, 64, device, cfg.data.mean, cfg.data.std, cfg.data.num_workers,
-                             cfg.progress, "train tokens")
-    test_src = cache_tokens(backbone, test_set, 64, device, cfg.data.mean, cfg.data.std, cfg.data.num_workers,
-                            cfg.progress, "test tokens")
-    log.info("backbone over %d frames: %.1f s", len(train_src) + len(test_src), time.perf_counter() - t0)
-    return train_set, test_set, train_src, test_src
+    cache = [cache_tokens(backbone, ds, 64, device, cfg.data.mean, cfg.data.std, cfg.data.num_workers, cfg.progress,
+                          f"{name} tokens") if not ds.transform.is_random else ds
+             for name, ds in (("train", train_set), ("test", test_set))]
+    if train_tf.is_random:
+        log.info("training images are augmented (random crop + colour jitter): the frozen backbone runs every step; "
+                 "data.augment=false or data.transform=short_side_crop caches its tokens once")
+    log.info("backbone over the cached frames: %.1f s", time.perf_counter() - t0)
+    return train_set, test_set, cache[0], cache[1]
+
+
+def _loader(cfg: PoseConfig, train_set, train_src, gen: torch.Generator) -> DataLoader:
+    """Shuffled batches, or MS-Transformer's scene-equalised epochs (``data.equalize_scenes``)."""
+    images = train_src is train_set
+    workers = cfg.data.num_workers if images else 0
+    if cfg.data.equalize_scenes:
+        return DataLoader(train_src, batch_size=cfg.optim.batch_size, sampler=EqualizedSampler(train_set.scene, gen),
+                          drop_last=True, num_workers=workers)
+    return DataLoader(train_src, batch_size=cfg.optim.batch_size, shuffle=True, generator=gen, drop_last=True,
+                      num_workers=workers)
 
 
 def _optimizer(cfg: PoseConfig, head, criterion, backbone) -> tuple:
@@ -118,8 +142,8 @@ def run(cfg: PoseConfig) -> dict:
     opt, sched = _optimizer(cfg, head, criterion, backbone)
     start_epoch = resume(out_dir, head, criterion, opt, sched, backbone if cfg.finetune else None)
     gen = torch.Generator().manual_seed(cfg.seed)
-    loader = DataLoader(train_src, batch_size=cfg.optim.batch_size, shuffle=True, generator=gen, drop_last=True,
-                        num_workers=0 if cfg.cache_tokens and not cfg.finetune else cfg.data.num_workers)
+    loader = _loader(cfg, train_set, train_src, gen)
+    means = scene_mean_poses(train_set.table.xyz, train_set.table.quat, train_set.scene, len(train_set.names))
     tb_dir = tensorboard_dir(cfg.tensorboard, str(out_dir / "pose.json"))
     from torch.utils.tensorboard import SummaryWriter
 
@@ -127,6 +151,7 @@ def run(cfg: PoseConfig) -> dict:
     step, frames, t_train = start_epoch * len(loader), 0, 0.0
     for epoch in range(start_epoch, cfg.optim.epochs):
         gen.manual_seed(cfg.seed * 1000 + epoch)  # the shuffle order depends on the epoch only: exact resume
+        train_set.set_epoch(epoch)  # so do the random crops and colours
         head.train()
         t0 = time.perf_counter()
         bar = tqdm(loader, desc=f"pose epoch {epoch + 1}/{cfg.optim.epochs}", disable=not cfg.progress, leave=False)
@@ -147,13 +172,16 @@ def run(cfg: PoseConfig) -> dict:
         t_train += time.perf_counter() - t0
         if (epoch + 1) % cfg.ckpt_every_epochs == 0 or epoch + 1 == cfg.optim.epochs:
             save_head_checkpoint(out_dir, epoch + 1, head, criterion, opt, sched, cfg, train_set.names, grid,
-                                 backbone.embed_dim, backbone if cfg.finetune else None)
+                                 backbone.embed_dim, backbone if cfg.finetune else None, means)
     writer.close()
     results, pred = evaluate(head, backbone, test_src, train_set.names, cfg.data.mean, cfg.data.std, device,
                              cfg.diag_frames, cfg.neighbours)
     results["train"] = {"epochs": cfg.optim.epochs, "resumed_from_epoch": start_epoch, "steps": step,
                         "frames_per_s": frames / t_train if t_train > 0 else None,
                         "s_x": criterion.s_x.item(), "s_q": criterion.s_q.item()}
+    results["mean_pose_baseline"] = mean_pose_report(means, torch.from_numpy(test_set.table.xyz),
+                                                     torch.from_numpy(test_set.table.quat),
+                                                     torch.from_numpy(test_set.scene), train_set.names)
     write_outputs(results, pred, cfg.output or str(out_dir / "pose.json"), cfg.tensorboard, cfg.pictures, cfg, head,
                   test_src, test_set)
     return results
@@ -169,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg = parse_with_aliases(PoseConfig, argv, ALIASES, __doc__)
-    print(format_results(run(cfg)))
+    print(format_results(run_cleanly(lambda: run(cfg))))
 
 
 if __name__ == "__main__":

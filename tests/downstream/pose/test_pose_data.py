@@ -78,3 +78,39 @@ def test_missing_columns_missing_image_unknown_scene(tmp_path):
     with pytest.raises(PoseDataError, match=r"no rows with split='val' \(splits present: \['test', 'train'\]\)"):
         read_pose_csv(tmp_path / "poses.csv", "val")
     assert scene_names(read_pose_csv(tmp_path / "poses.csv")) == ["chess", "fire", "heads"]
+
+
+@pytest.mark.parametrize("bad_row, words", [
+    ("chess,train,seq-01,chess/seq-01/frame-000000.color.png,nan,0,0,1,0,0,0",
+     ["line 2, column t1", "position is nan", "not a finite number of metres", "fix the camera position"]),
+    ("chess,train,seq-01,chess/seq-01/frame-000000.color.png,0,0,-inf,1,0,0,0",
+     ["line 2, column t3", "position is -inf"]),
+    (",train,seq-01,chess/seq-01/frame-000000.color.png,0,0,0,1,0,0,0",
+     ["line 2, column scene", "scene name is empty", "write the scene"]),
+    ("  ,train,seq-01,chess/seq-01/frame-000000.color.png,0,0,0,1,0,0,0", ["line 2, column scene"]),
+    ("chess,train,seq-01,chess/seq-01/frame-000000.color.png,0,0,0,1,nan,0,0", ["line 2, columns q1..q4", "norm nan"]),
+])
+def test_nonfinite_positions_and_empty_scenes_name_line_and_column(tmp_path, bad_row, words):
+    make_fixture(tmp_path, [ROWS[1], bad_row], images=False)
+    with pytest.raises(PoseDataError) as err:
+        read_pose_csv(tmp_path / "poses.csv")
+    msg = str(err.value).replace("line 3", "line 2")  # the bad row is the CSV's third line
+    assert all(w in msg for w in words), msg
+    assert ("quaternion" in msg) == ("q1..q4" in words[0]), msg  # a bad position is not called a quaternion problem
+
+
+def test_cli_reports_a_bad_csv_in_one_line_with_exit_status_2(tmp_path, capsys):
+    from downstream.pose import test as pose_test
+    from downstream.pose import train as pose_train
+
+    make_fixture(tmp_path, [ROWS[1].replace(",0.0305,", ",nan,")], images=False)
+    args = [f"data.root={tmp_path}", "model.name=vit_pico", "model.patch_size=7", "data.image_size=28",
+            f"output_dir={tmp_path / 'run'}", "progress=false"]
+    with pytest.raises(SystemExit) as exc:
+        pose_train.main(args)
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert err.startswith("error: ") and "poses.csv line 2, column t1: the position is nan" in err
+    with pytest.raises(SystemExit) as exc:  # the test entry point the same way (here: no head file)
+        pose_test.main([f"--head={tmp_path / 'missing.pt'}", f"data.root={tmp_path}"])
+    assert exc.value.code == 2 and capsys.readouterr().err.startswith("error: cannot read pose-head checkpoint")

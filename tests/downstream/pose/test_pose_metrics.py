@@ -84,3 +84,15 @@ def test_pose_loss_value_and_learned_weights():
     assert float(parts["l_q"]) == 2.0
     loss.backward()
     assert abs(float(crit.s_x.grad) - (1 - 5.0)) < 1e-5 and "s_q" in crit.state_dict()
+
+
+def test_medians_ignore_nan_and_average_the_middle_pair():
+    from downstream.pose.metrics import summarize
+
+    # MS-Transformer's test takes np.nanmedian: NaN left out, even count -> mean of the middle two
+    nan = float("nan")
+    s = summarize(torch.tensor([1.0, nan, 2.0, 3.0, 4.0]), torch.tensor([10.0, 20.0, nan, 30.0, 40.0]))
+    assert s["median_pos_m"] == 2.5 and s["median_ori_deg"] == 25.0 and s["nan_frames"] == 2
+    assert s["mean_pos_m"] == 2.5 and s["frames"] == 5
+    assert s["recall"]["5m_10deg"] == 0.2  # a NaN frame counts as a failure
+    assert math.isnan(summarize(torch.tensor([nan]), torch.tensor([1.0]))["median_pos_m"])

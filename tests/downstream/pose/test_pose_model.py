@@ -56,3 +56,45 @@ def test_wrong_token_count_is_a_clear_error():
         assert "(2, 2) token grid" in str(exc) and "training image size" in str(exc)
     else:
         raise AssertionError("expected a ValueError")
+
+
+def _top(t):
+    return float(t.detach().abs().max())
+
+
+def _bounds(head):
+    attn = head.branch["position"].encoder[0].attn
+    return attn, head.branch["position"].encoder[0].ffn[0]
+
+
+def test_init_as_multihead_attention_and_detr():
+    from downstream.pose.initialization import packed_in_projection_bound
+
+    torch.manual_seed(0)
+    d, ffn = 64, 128
+    head = PoseHead(2, 16, (2, 2), dim=d, heads=4, ffn=ffn, layers_x=(1, 1), layers_q=(1, 1), init="ms_transformer")
+    attn, lin = _bounds(head)
+    packed = math.sqrt(6 / (d + 3 * d))  # Xavier-uniform on the (3d, d) packed in_proj_weight
+    assert packed_in_projection_bound(d) == packed
+    for w in (attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight):
+        assert _top(w) <= packed and _top(w) > 0.95 * packed
+    for b in (attn.q_proj.bias, attn.k_proj.bias, attn.v_proj.bias, attn.out_proj.bias):
+        assert _top(b) == 0.0  # MultiheadAttention: in_proj_bias and out_proj.bias zero
+    xav_out = math.sqrt(6 / (d + d))
+    assert 0.95 * xav_out < _top(attn.out_proj.weight) <= xav_out
+    assert 0.95 * math.sqrt(6 / (d + ffn)) < _top(lin.weight) <= math.sqrt(6 / (d + ffn))
+    # the scene classifier keeps torch's Linear default: |w| <= 1 / sqrt(fan_in) = 1 / sqrt(2d)
+    assert _top(head.scene_embed.weight) <= 1 / math.sqrt(2 * d)
+    ours = PoseHead(2, 16, (2, 2), dim=d, heads=4, ffn=ffn, layers_x=(1, 1), layers_q=(1, 1), init="xavier_all")
+    attn, _ = _bounds(ours)
+    assert _top(attn.q_proj.weight) > packed  # each d x d matrix: bound sqrt(6 / 2d)
+    assert _top(ours.scene_embed.weight) > 1 / math.sqrt(2 * d)
+
+
+def test_learned_position_table_shared_or_per_branch():
+    shared = PoseHead(2, 8, (2, 3), dim=16, heads=2, ffn=16, layers_x=(1, 1), layers_q=(1, 1))
+    assert list(shared.pos) == ["shared"] and len(list(shared.pos.parameters())) == 2
+    own = PoseHead(2, 8, (2, 3), dim=16, heads=2, ffn=16, layers_x=(1, 1), layers_q=(1, 1), shared_pos=False)
+    assert list(own.pos) == ["position", "orientation"] and len(list(own.pos.parameters())) == 4
+    # MS-Transformer: the orientation branch may have other layer counts than the position branch
+    assert len(own.branch["orientation"].encoder) == 1 and len(shared.branch["position"].decoder) == 1

@@ -22,7 +22,9 @@ def test_train_resume_and_test_agree(tmp_path):
     from downstream.pose.render import render_dataset
 
     render_dataset(tmp_path / "rooms", scenes=2, size=28, train_frames=8, test_frames=4, progress=False)
-    common = [f"data.root={tmp_path / 'rooms'}", "data.image_size=28", "model.name=vit_pico", "model.patch_size=7",
+    # the published inputs (resize, random crop + colour jitter: the frozen backbone runs every step)
+    common = [f"data.root={tmp_path / 'rooms'}", "data.image_size=28", "data.resize=32", "model.name=vit_pico",
+              "model.patch_size=7",
               f"output_dir={tmp_path / 'run'}", "progress=false", "optim.batch_size=4", "diag_frames=4",
               "neighbours=3", "threads=1", *HEAD]
     train_run(load_config(PoseConfig, None, [*common, "optim.epochs=2", "pictures=false"]))
@@ -34,6 +36,8 @@ def test_train_resume_and_test_agree(tmp_path):
     assert set(saved["scenes"]) == {"atrium", "bedroom"} and saved["scenes"]["atrium"]["frames"] == 4
     assert len(saved["attention"]["position"]) == 2 and len(saved["attention"]["orientation"]) == 1
     assert 0 <= saved["attention"]["position"][0]["purity"] <= 1
+    base = saved["mean_pose_baseline"]
+    assert set(base["scenes"]) == {"atrium", "bedroom"} and base["overall"]["scene_accuracy"] is None
     assert saved["attention"]["position"][0]["entropy"] <= torch.log(torch.tensor(16.0)).item() + 1e-6
     for name in ("pose.config.yaml", "pose_head.pt", "trajectories.png", "entropy.png", "query_attention.png"):
         assert (run_dir / name).is_file(), name
@@ -44,5 +48,6 @@ def test_train_resume_and_test_agree(tmp_path):
                                                          "pictures=false", "diag_frames=4", "neighbours=3"]))
     assert again["overall"]["mean_of_median_pos_m"] == pytest.approx(res["overall"]["mean_of_median_pos_m"])
     assert again["scenes"]["bedroom"]["median_ori_deg"] == pytest.approx(res["scenes"]["bedroom"]["median_ori_deg"])
+    assert again["mean_pose_baseline"] == saved["mean_pose_baseline"]  # the means travel in the head file
     assert (run_dir / "pose_test.json").is_file()
     assert resolve_entry_point("pose") == "downstream.pose.train"
