@@ -13,17 +13,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from torch.utils.data import Subset
 
+from downstream.image_input import ImageInput
 from pretrain.configuration import choice
 from pretrain.data import EvalTransform, build_dataset, build_eval_loader
 from pretrain.data.ffcv.eval_loader import build_ffcv_eval_loader
-from pretrain.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ _DEFAULT_SPLIT = {("imagefolder", "train"): "train", ("imagefolder", "test"): "v
 
 
 @dataclass
-class DataSpec:
+class DataSpec(ImageInput):
     """One labelled image set.
 
     ``split`` empty picks the role's usual split: ImageFolder ``root/train`` and ``root/val``
@@ -48,14 +48,12 @@ class DataSpec:
     root: str = ""
     split: str = ""
     ffcv_path: str = ""
-    image_size: int = 0
+    image_size: int = 0  # (ImageInput's key) 0: the model's own input size
     resize: int = 0
     interpolation: str = choice("bicubic", "bilinear", "nearest")
     batch_size: int = 128
     num_workers: int = 4
     max_samples: int = 0
-    mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
-    std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
 
 
 def _split_for(spec: DataSpec, role: str) -> str | None:

@@ -25,13 +25,13 @@ import numpy as np
 
 from downstream.eval_cli import parse_with_aliases, save_beside
 from downstream.backbone import ModelSpec, build_backbone
+from downstream.image_input import ImageInput
 from pretrain.distributed import select_device
 from downstream.results import log_results, tensorboard_dir, write_json
 from downstream.settings import EvalSettings, check_float32_only
 from downstream.localization.protocol import resolve_component, resolve_geometry
 from pretrain.configuration import ConfigError, choice, register_check
 from pretrain.export.clean_exit import run_cleanly
-from pretrain.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ __all__ = ["CONFIG", "LocDataConfig", "LocalizationConfig", "main", "run", "scor
 
 
 @dataclass
-class LocDataConfig:
+class LocDataConfig(ImageInput):
     """Images with boxes in a standard layout (see :mod:`downstream.localization.parsers`)."""
 
     format: str = choice("wsol", "cub", "voc", "coco")
@@ -53,11 +53,8 @@ class LocDataConfig:
     no_hard: bool = False  # voc: drop truncated or difficult objects and images left without any (LOST's --no_hard)
     cub_boxes: str = choice("wsol", "inclusive")  # cub box end: x + w (wsolevaluation's metadata) or x + w - 1
     batch_size: int = 32
-    num_workers: int = 2
     max_images: int = 0  # > 0: the first max_images images
     masks: bool = True  # PxAP when the layout has masks
-    mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
-    std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
 
 
 @dataclass

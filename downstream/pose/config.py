@@ -5,29 +5,27 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from downstream.backbone import ModelSpec
+from downstream.image_input import ImageInput
 from downstream.pose.losses import LOSS_INIT, PoseLoss
 from downstream.pose.model import PoseHead
 from downstream.pose.transforms import PoseTransform, train_and_test_transforms
 from downstream.settings import EvalSettings, check_float32_only
 from pretrain.configuration import ConfigError, choice, register_check
-from pretrain.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 
 @dataclass
-class PoseDataSpec:
+class PoseDataSpec(ImageInput):
     root: str = ""  # folder the CSV's img_path entries are relative to
     train_csv: str = "poses.csv"  # relative to root (or absolute)
     test_csv: str = ""  # "" = train_csv
     train_split: str = "train"  # rows of the CSV's split column ("" = all rows)
     test_split: str = "test"
-    image_size: int = 224  # square input side: the crop (MS-Transformer 224)
+    # image_size (ImageInput's key): square input side, the crop (MS-Transformer 224)
     transform: str = choice("ms_transformer", "short_side_crop")  # see downstream/pose/transforms.py
     resize: int = 256  # ms_transformer: short side before the crop (MS-Transformer 256)
     augment: bool = True  # ms_transformer training: random crop + colour jitter (false = MS-T's no_augment)
     color_jitter: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5, 0.2])  # brightness, contrast, sat., hue
     equalize_scenes: bool = False  # MS-Transformer's equalize_scenes (Cambridge): oversample the smaller scenes
-    mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
-    std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
     num_workers: int = 0
 
 

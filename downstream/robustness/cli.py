@@ -30,13 +30,13 @@ from downstream.backbone import ModelSpec, build_backbone
 from pretrain.distributed import select_device
 from downstream.checks import handle_nonfinite
 from downstream.eval_data import skipped_files
+from downstream.image_input import ImageInput
 from downstream.linear.probe import DEFAULT_LRS, fit_probe
 from downstream.robustness.masked import PatchHiding
 from downstream.robustness.data import folder_loader, load_in_to_in9, map_to_in9
 from downstream.results import log_results, tensorboard_dir, write_json
 from downstream.settings import EvalSettings
 from pretrain.configuration import ConfigError, choice, register_check
-from pretrain.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from pretrain.export.clean_exit import run_cleanly
 from pretrain.features import extract
 
@@ -48,15 +48,11 @@ VARIANTS = ("original", "only_fg", "no_fg", "only_bg_b", "only_bg_t", "mixed_sam
 
 
 @dataclass
-class BgDataConfig:
+class BgDataConfig(ImageInput):
     root: str = ""  # the challenge folder: <root>/<variant>/val/<class>/
     train_root: str = ""  # probe training images (default <root>/original/train)
     variants: list[str] = field(default_factory=lambda: list(VARIANTS))
-    image_size: int = 224
     batch_size: int = 64
-    num_workers: int = 2
-    mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
-    std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
 
 
 @dataclass
