@@ -14,9 +14,9 @@ boxes and masks; Backgrounds Challenge layout with class background families) th
 
 Usage::
 
-    python benchmarks/localization.py --bench runs/locbench --image-size 56 \
+    python -m benchmarks.localization.localization --bench runs/locbench --image-size 56 \
         --model random=random --model demo=runs/demo/checkpoint.pt --robustness demo
-Writes benchmarks/results/localization.{md,json} and localization_<model>.png.
+Writes benchmarks/localization/results/localization.{md,json} and localization_<model>.png.
 """
 
 from __future__ import annotations
@@ -27,15 +27,12 @@ import json
 import os
 import platform
 import shutil
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # runnable from a checkout without installing the package
-RESULTS = REPO / "benchmarks" / "results"
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _machine() -> str:
@@ -186,7 +183,7 @@ def main() -> None:
     report = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
               "image_size": args.image_size, "bench_command": args.bench_command, "models": models,
               "cam_curve_interval": _interval(),
-              "command": "python benchmarks/localization.py " + " ".join(
+              "command": "python -m benchmarks.localization.localization " + " ".join(
                   [f"--image-size {args.image_size}"] + [f"--model {m}" for m in args.model] +
                   ([f"--robustness {' '.join(args.robustness)}"] if args.robustness else [])),
               "localization": {}, "robustness": {}}

@@ -2,10 +2,10 @@
 
 Renders (or reuses) a multi-scene set, trains the CPU-sized head of configs/downstream/pose_cpu.yaml
 on the frozen backbone's cached tokens for every variant and seed, and writes
-``benchmarks/results/pose.md`` / ``pose.json`` plus pictures (``pose_*.png``). Also measures the
+``benchmarks/pose/results/pose.md`` / ``pose.json`` plus pictures (``pose_*.png``). Also measures the
 renderer's frames/s.
 
-    OMP_NUM_THREADS=1 python benchmarks/pose.py --checkpoint runs/demo/checkpoint.pt --data /tmp/rooms
+    OMP_NUM_THREADS=1 python -m benchmarks.pose.pose --checkpoint runs/demo/checkpoint.pt --data /tmp/rooms
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def write_markdown(report: dict, path: Path) -> Path:
              (f"Data: {meta['data'].get('scenes')} rendered rooms, {meta['data'].get('frames')} frames at "
              f"{meta['data'].get('size')} px (train 300 / test 100 per scene), fed at 56 px (8 x 8 tokens).  "),
              "Renderer: " + ", ".join(f"{v:.0f} frames/s at {k}" for k, v in meta["render_speed"].items()) + ".  ",
-             f"Command: `{meta.get('command', 'OMP_NUM_THREADS=1 python benchmarks/pose.py --checkpoint ... --data ...')}`",
+             f"Command: `{meta.get('command', 'OMP_NUM_THREADS=1 python -m benchmarks.pose.pose --checkpoint ... --data ...')}`",
              "",
              ("Mean over seeds +- std of the mean over the 4 scenes of the per-scene medians; recall and scene "
              "accuracy pooled over test frames. The mean-pose baseline predicts, for every test frame, its scene's "
@@ -150,7 +150,7 @@ def main() -> None:
             "checkpoint": args.checkpoint, "epochs": args.epochs, "seeds": args.seeds,
             "overrides": args.overrides, "data": json.loads((data / "render_info.json").read_text()) if (data / "render_info.json").is_file() else {},
             "render_speed": {k: v["frames_per_s"] for k, v in speed.items()}}
-    meta["command"] = "OMP_NUM_THREADS=1 nice -n 5 python benchmarks/pose.py " + " ".join(sys.argv[1:])
+    meta["command"] = "OMP_NUM_THREADS=1 nice -n 5 python -m benchmarks.pose.pose " + " ".join(sys.argv[1:])
     baseline = next(iter(all_runs.values()))[0]["mean_pose_baseline"]
     report = {"meta": meta, "summary": summary, "mean_pose_baseline": baseline, "runs": all_runs}
     (RESULTS / "pose.json").write_text(json.dumps(report, indent=1))
