@@ -78,6 +78,17 @@ def attention_entropy(scores: torch.Tensor) -> torch.Tensor:
 PATCH_SELECTIONS = ("auto", "exact", "bound", "all")
 
 
+def _read_positions(masks: torch.Tensor | None, loss_masks: torch.Tensor, masker, patch_selection: str):
+    """Where the student's patch outputs are computed: ``None`` (every token, ``"all"``), the masks
+    themselves (``"exact"``), ``masker.max_count`` positions per crop (``"bound"``), or no position
+    (no masker: (B, 0) indices)."""
+    if patch_selection == "all":
+        return None
+    if masks is None:
+        return loss_masks.new_empty((loss_masks.shape[0], 0), dtype=torch.long)
+    return masks if patch_selection == "exact" else patch_index(masks, masker)
+
+
 def forward_losses(m: StepModules, glob: torch.Tensor, loc: torch.Tensor | None, teacher_temp: float,
                    teacher_patch_temp: float, autocast: contextlib.AbstractContextManager,
                    patch_selection: str = "auto") -> StepOutput:
@@ -117,12 +128,7 @@ def forward_losses(m: StepModules, glob: torch.Tensor, loc: torch.Tensor | None,
         # no masker: the patch loss sees no masked token (it is 0; the patch centre still follows the teacher)
         loss_masks = masks if masks is not None or not with_patch else \
             torch.zeros(t_out.patch_logits.shape[:2], dtype=torch.bool, device=glob.device)
-        index = None
-        if with_patch and patch_selection != "all":  # the student's patch outputs only where the loss reads them
-            if masks is None:
-                index = loss_masks.new_empty((loss_masks.shape[0], 0), dtype=torch.long)
-            else:
-                index = masks if patch_selection == "exact" else patch_index(masks, m.masker)
+        index = _read_positions(masks, loss_masks, m.masker, patch_selection) if with_patch else None
         s_glob, s_loc = m.student(glob, loc, masks, index)
     s_cls = s_glob.cls_logits if s_loc is None else torch.cat([s_glob.cls_logits, s_loc])
     extra = {"student_pooled": s_glob.pooled} if isinstance(m.loss, KoLeoObjective) else {}

@@ -127,7 +127,7 @@ def versions() -> str:
     return f"{versions_line(names)}, libffcv links {libffcv_opencv()}"
 
 
-def main() -> None:
+def _parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=2)
@@ -138,7 +138,33 @@ def main() -> None:
     parser.add_argument("--device-colour", default=None, metavar="DEVICE",
                         help="also time the ffcv loader with the colour ops on DEVICE (e.g. cuda)")
     parser.add_argument("--out", default=str(RESULTS))
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def _time_loaders(loaders: dict, args: argparse.Namespace) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Wall and CPU seconds per round (the first round untimed) of each loader, rounds interleaved."""
+    times: dict[str, list[float]] = {name: [] for name in loaders}
+    cpu: dict[str, list[float]] = {name: [] for name in loaders}
+    images = args.batches * args.batch_size
+    for r in range(args.rounds):
+        for name, entry in loaders.items():
+            loader = entry() if callable(entry) else entry
+            wall, cpu_s = time_round(loader, r, args.batches)
+            if callable(entry):
+                del loader
+                gc.collect()  # frees the DataLoader iterator, which stops and joins its workers
+            else:
+                loader.close()
+            if r > 0:
+                times[name].append(wall)
+                cpu[name].append(cpu_s)
+            print(f"round {r} {name}: {images / wall:.1f} images/s, {1000 * cpu_s / images:.1f} CPU ms/image",
+                  flush=True)
+    return times, cpu
+
+
+def main() -> None:
+    args = _parse()
     load_start = load_average()
 
     from pretrain.data.datasets import ImageFolderDataset
@@ -172,23 +198,8 @@ def main() -> None:
     if args.device_colour:  # decode + crop + flip on the CPU threads, colour ops on the device
         loaders["ffcv-device-colour"] = FFCVPretrainLoader(beton, spec, args.batch_size, args.workers, seed=0,
                                                            device=args.device_colour, colour_on_device=True)
-    times: dict[str, list[float]] = {name: [] for name in loaders}
-    cpu: dict[str, list[float]] = {name: [] for name in loaders}
+    times, cpu = _time_loaders(loaders, args)
     images = args.batches * args.batch_size
-    for r in range(args.rounds):
-        for name, entry in loaders.items():
-            loader = entry() if callable(entry) else entry
-            wall, cpu_s = time_round(loader, r, args.batches)
-            if callable(entry):
-                del loader
-                gc.collect()  # frees the DataLoader iterator, which stops and joins its workers
-            else:
-                loader.close()
-            if r > 0:
-                times[name].append(wall)
-                cpu[name].append(cpu_s)
-            print(f"round {r} {name}: {images / wall:.1f} images/s, {1000 * cpu_s / images:.1f} CPU ms/image",
-                  flush=True)
     rate = {name: images / statistics.median(t) for name, t in times.items()}
     cost = {name: 1000 * statistics.median(c) / images for name, c in cpu.items()}
     jpegs = sorted(str(p) for p in folder.rglob("*.jpg"))

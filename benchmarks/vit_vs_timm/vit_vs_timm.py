@@ -50,7 +50,7 @@ def _time(fn, model, x, amp: bool) -> tuple[float, float]:
     return time.perf_counter() - t0, time.process_time() - c0
 
 
-def main() -> None:
+def _parse() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch", type=int, default=8)
@@ -61,10 +61,12 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true", help="torch.compile both models")
     ap.add_argument("--peak-tflops", type=float, default=989.0, help="bf16 dense peak for MFU (H100 SXM)")
     ap.add_argument("--out", default=None)
-    args = ap.parse_args()
-    dev = torch.device(args.device)
-    torch.manual_seed(0)
+    return ap.parse_args()
 
+
+def _measure(args: argparse.Namespace, dev: torch.device) -> dict:
+    """Parity of the pooled features, FLOPs, and interleaved wall / CPU seconds per step of both models."""
+    torch.manual_seed(0)
     ref = timm.create_model("vit_small_patch16_224", pretrained=False, img_size=args.img).eval()
     ours = create_model("vit_small", patch_size=16, img_size=args.img).eval()
     report = load_pretrained(ours, ref.state_dict())
@@ -81,7 +83,6 @@ def main() -> None:
     models = {"ours": ours, "timm": ref}
     with FlopCounterMode(display=False) as counter:
         _step(_pooled_fn(ours, False), ours, x, False)
-    flops = counter.get_total_flops()
     for name in fns:  # warm-up (and compilation)
         for _ in range(2):
             _step(fns[name], models[name], x, args.amp)
@@ -94,11 +95,16 @@ def main() -> None:
             samples = [_time(fns[name], models[name], x, args.amp) for _ in range(args.inner)]
             times[name].append(sum(s[0] for s in samples) / args.inner)
             cpu[name].append(sum(s[1] for s in samples) / args.inner)
-    med = {k: statistics.median(v) for k, v in times.items()}
-    med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
-    ratio = med["ours"] / med["timm"]
-    tflops = flops / med["ours"] / 1e12
+    return {"report": report, "parity": parity, "flops": counter.get_total_flops(), "times": times, "cpu": cpu,
+            "load_start": load_start}
 
+
+def _markdown(args: argparse.Namespace, dev: torch.device, m: dict) -> str:
+    times, report = m["times"], m["report"]
+    med = {k: statistics.median(v) for k, v in times.items()}
+    med_cpu = {k: statistics.median(v) for k, v in m["cpu"].items()}
+    ratio = med["ours"] / med["timm"]
+    tflops = m["flops"] / med["ours"] / 1e12
     if dev.type == "cuda":
         machine = f"{torch.cuda.get_device_name(dev)}, CUDA {torch.version.cuda}"
     else:
@@ -107,7 +113,7 @@ def main() -> None:
         "# ViT-S/16: ours vs timm",
         "",
         f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
-        (f"- machine: {machine}; 1-min load average at start / end of timing: {load_start:.1f} / "
+        (f"- machine: {machine}; 1-min load average at start / end of timing: {m['load_start']:.1f} / "
         f"{os.getloadavg()[0]:.1f}"),
         f"- torch {torch.__version__}, timm {timm.__version__}, python {platform.python_version()}",
         f"- command: `{command_line()}`",
@@ -115,7 +121,7 @@ def main() -> None:
         "## Parity (timm random init loaded with `load_pretrained`, fp32, eval)",
         "",
         f"- tensors loaded: {report.loaded}, missing {len(report.missing)}, unexpected {len(report.unexpected)}",
-        f"- max abs diff of pooled features: {parity:.3g}",
+        f"- max abs diff of pooled features: {m['parity']:.3g}",
         "",
         (f"## Forward + backward, batch {args.batch} x 3 x {args.img} x {args.img}, "
         f"{'bf16 autocast' if args.amp else 'fp32'}{', torch.compile' if args.compile else ''}"),
@@ -130,11 +136,17 @@ def main() -> None:
                      f"| {med_cpu[name]:.4f} |")
     lines += ["", (f"**ratio ours / timm = {ratio:.3f}** wall (< 1: ours faster); "
               f"process CPU time ratio {med_cpu['ours'] / med_cpu['timm']:.3f}"), "",
-              (f"FLOPs per step (FlopCounterMode, fwd+bwd): {flops / 1e9:.1f} GFLOP -> ours "
+              (f"FLOPs per step (FlopCounterMode, fwd+bwd): {m['flops'] / 1e9:.1f} GFLOP -> ours "
               f"{tflops:.2f} TFLOP/s")]
     if dev.type == "cuda":
         lines.append(f"; MFU vs {args.peak_tflops:.0f} TFLOP/s bf16 peak: {100 * tflops / args.peak_tflops:.1f}%")
-    text = "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    args = _parse()
+    dev = torch.device(args.device)
+    text = _markdown(args, dev, _measure(args, dev))
     print(text)
     default = "vit_vs_timm.md" if dev.type == "cpu" else f"vit_vs_timm_{dev.type}.md"
     out = Path(args.out) if args.out else Path(__file__).parent / "results" / default
