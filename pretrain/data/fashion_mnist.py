@@ -147,10 +147,12 @@ def ensure_fashion_mnist(dest_dir: str | os.PathLike, system_dir: str | os.PathL
                          download: bool = True) -> Path:
     """Return a folder with the Fashion-MNIST IDX files, downloading them only when needed and allowed.
 
-    Looks in this order: ``system_dir`` (the Debian package's install location), ``dest_dir``
-    itself, an earlier extraction ``dest_dir/usr/share/datasets/fashion-mnist``; otherwise, with
-    ``download``, runs ``apt-get download dataset-fashion-mnist`` in a temporary folder and
-    ``dpkg -x`` into dest_dir.
+    Looks in this order: ``dest_dir`` itself, an earlier extraction
+    ``dest_dir/usr/share/datasets/fashion-mnist`` (a folder the caller names is always read when it
+    holds the files: a training subset written there is never swapped for the full set); then, only
+    for a folder that may be fetched into (``download``), ``system_dir`` (the Debian package's install
+    location); otherwise, with ``download``, runs ``apt-get download dataset-fashion-mnist`` in a
+    temporary folder and ``dpkg -x`` into dest_dir.
 
     Args:
         dest_dir: Where the files are, or where to unpack the package when it must be downloaded.
@@ -169,7 +171,7 @@ def ensure_fashion_mnist(dest_dir: str | os.PathLike, system_dir: str | os.PathL
     """
     dest = Path(dest_dir).resolve()  # dpkg runs in a temporary folder: a relative DEST would land there
     extracted = dest / SYSTEM_DIR.relative_to("/")
-    for folder in ([Path(system_dir)] if system_dir is not None else []) + [dest, extracted]:
+    for folder in (dest, extracted):
         if has_fashion_mnist(folder):
             log.info("Fashion-MNIST found in %s", folder)
             return folder
@@ -179,11 +181,16 @@ def ensure_fashion_mnist(dest_dir: str | os.PathLike, system_dir: str | os.PathL
             raise FileNotFoundError(
                 f"Fashion-MNIST folder {folder} lacks {', '.join(f'{m}[.gz]' for m in missing)} (it holds the other "
                 f"{len(FILES) - len(missing)} of {len(FILES)} files): put the missing file(s) there. {_MANUAL}")
+    system = Path(system_dir) if system_dir is not None and has_fashion_mnist(system_dir) else None
     if not download:
+        installed = f" The system-wide copy is in {system}: point the root there." if system is not None else ""
         raise FileNotFoundError(
             f"Fashion-MNIST not found in {dest}: it holds none of {', '.join(FILES)} (raw or .gz). Put them there, "
             f"or fetch them into the project's data folder with `python -m pretrain.data.fashion_mnist data` and "
-            f"point the root at data/. {_MANUAL}")
+            f"point the root at data/.{installed} {_MANUAL}")
+    if system is not None:  # the project's data folder, empty: the installed package serves
+        log.info("Fashion-MNIST found in %s", system)
+        return system
     download_package(PACKAGE, dest, hint=_MANUAL)
     if not has_fashion_mnist(extracted):
         raise RuntimeError(f"{PACKAGE} did not contain the IDX files in {extracted}. {_MANUAL}")

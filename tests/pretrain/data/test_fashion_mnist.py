@@ -127,3 +127,19 @@ def test_pretraining_on_a_partial_folder_is_one_config_error_naming_the_file(tmp
     assert proc.stderr.startswith(f"config error: data.root={tmp_path}: Fashion-MNIST folder {tmp_path} lacks "
                                   "t10k-labels-idx1-ubyte[.gz]")
     assert len(proc.stderr.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_a_folder_holding_the_files_wins_over_the_system_copy(tmp_path, fashion_mnist_root):
+    """A training subset written to a folder is what that root trains on, even where the Debian
+    package is installed system-wide (it was silently swapped for the full 60k before)."""
+    from pretrain.data.fashion_mnist import write_train_subset
+
+    full = FashionMNIST(fashion_mnist_root, "train", as_pil=False)
+    sub = write_train_subset(full.images[:64], full.labels[:64], tmp_path / "sub", fashion_mnist_root)
+    assert ensure_fashion_mnist(sub, system_dir=fashion_mnist_root) == Path(sub).resolve()
+    assert len(FashionMNIST(sub, "train")) == 64
+    # a named folder without the files is an error that points at the installed copy, not a switch to it
+    with pytest.raises(FileNotFoundError, match="system-wide copy is in"):
+        ensure_fashion_mnist(tmp_path / "empty", system_dir=fashion_mnist_root, download=False)
+    # the project's own (empty) data folder may use the installed copy
+    assert ensure_fashion_mnist(tmp_path / "empty", system_dir=fashion_mnist_root) == Path(fashion_mnist_root)
