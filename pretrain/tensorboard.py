@@ -66,6 +66,7 @@ class RunMonitor:
                  progress: bool, metrics: MetricsFile | None = None) -> None:
         self.enabled = enabled
         self.metrics = metrics  # the same scalars as JSON lines (``metrics.jsonl``)
+        self.warned: set[str] = set()  # warnings given once per run (e.g. a collapse)
         self.writer = None
         self.bar = None
         self._sums: dict[str, torch.Tensor] = {}

@@ -12,6 +12,7 @@ SIGTERM or SIGUSR2 writes a checkpoint at the next step boundary and exits clean
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,7 +28,7 @@ from pretrain.distributed import barrier, cleanup, init_distributed, select_devi
 from pretrain.preemption import REQUESTS, Preempted, request_checkpoint, run_resumable
 from pretrain.resume import check_disk_space, check_resumable, check_same_data_size, check_writable
 from pretrain.state import Run, TrainState, checkpoint_bytes, checkpoint_state, restore, save_final
-from pretrain.loop_settings import LoopSettings
+from pretrain.loop_settings import LoopSettings, collapse_warning
 from pretrain.metrics_file import MetricsFile
 from pretrain.step import StepModules, UpdateSettings, forward_losses, optimizer_step, to_device_crops
 from pretrain.tensorboard import RunMonitor, attention_picture
@@ -103,7 +104,8 @@ def loop_settings(cfg: PretrainConfig, steps_per_epoch: int) -> LoopSettings:
         ckpt_every_steps=run_cfg.ckpt_every_steps, keep_last=run_cfg.keep_last,
         image_every_steps=run_cfg.image_every_steps, max_nonfinite_steps=run_cfg.max_nonfinite_steps,
         knn_every_epochs=cfg.knn.every_epochs, n_global=cfg.data.n_global, patch_selection=run_cfg.patch_selection,
-        update=UpdateSettings(optim.clip_grad, optim.clip_mode, optim.freeze_last_layer_epochs * steps_per_epoch))
+        update=UpdateSettings(optim.clip_grad, optim.clip_mode, optim.freeze_last_layer_epochs * steps_per_epoch),
+        collapse_loss=0.9 * math.log(cfg.head.out_dim))
 
 
 def _loop(r: Run, state: TrainState, monitor: RunMonitor, s: LoopSettings) -> None:
@@ -168,6 +170,10 @@ def _log(r: Run, state: TrainState, monitor: RunMonitor, s: LoopSettings) -> Non
         log.info("step %d/%d  loss %.4f  cls %.4f  patch %.4f  %.1f img/s", state.step,
                  r.total_steps, values["loss"], values["loss_cls"], values["loss_patch"],
                  values["img_per_s"])
+        warning = collapse_warning(values["loss_cls"], state.epoch, s.collapse_loss)
+        if warning and "collapse" not in monitor.warned:  # once per run
+            monitor.warned.add("collapse")
+            log.warning("step %d: %s", state.step, warning)
 
 
 def _checkpoint(r: Run, state: TrainState, s: LoopSettings) -> None:

@@ -320,3 +320,18 @@ def test_small_folder_counts_skipped_images_once_per_checkpoint_and_aligned_pict
     scalar_steps = {e.step for e in events.Scalars("train/loss")}
     image_steps = {e.step for e in events.Images("train/crops_attention_masks")}
     assert image_steps and image_steps <= scalar_steps == {2, 4}
+
+
+def test_collapse_warning_after_the_first_epoch_only():
+    import math
+
+    from pretrain.loop_settings import collapse_warning
+
+    limit = 0.9 * math.log(256)  # 4.990
+    assert collapse_warning(5.44, 2, limit).startswith("the [CLS] loss is 5.440, near ln K = 5.545")
+    assert collapse_warning(5.44, 0, limit) is None  # the first epoch starts near ln K
+    assert collapse_warning(2.40, 3, limit) is None and collapse_warning(float("nan"), 3, limit) is None
+    cfg = tiny(Path("/tmp/unused"), Path("/tmp/unused"), "head.out_dim=64")
+    from pretrain.train import loop_settings
+
+    assert loop_settings(cfg, 10).collapse_loss == pytest.approx(0.9 * math.log(64))
