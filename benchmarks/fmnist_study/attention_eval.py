@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.fmnist_study.evaluation import untrained_model
-from benchmarks.fmnist_study.runs import append_jsonl, budget_key, recorded_keys, run_dir
+from benchmarks.fmnist_study.runs import append_jsonl, budget_key, init_baseline_of, recorded_keys, run_dir
 from pretrain.models.weights import read_checkpoint
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ def score_all(a: argparse.Namespace, plan: list[tuple[str, int]], jsonl: Path) -
         if not trained.is_file():
             continue
         jobs = [(variant, trained)]
-        init = "random_init_simpool" if variant == "simpool_attmask_high" else "random_init"
+        init = init_baseline_of(variant)
         jobs.append((init, untrained_checkpoint(trained, seed, a.runs / "untrained" / f"{init}_{budget_key(a)}_s{seed}.pt")))
         for name, ckpt in jobs:
             if (name, seed, budget_key(a)) in recorded_keys(jsonl):

@@ -35,8 +35,8 @@ from pathlib import Path
 from benchmarks.fmnist_study.attention_eval import score_all
 from benchmarks.fmnist_study.evaluation import evaluate, pixel_baseline
 from benchmarks.fmnist_study.pictures import attention_maps, plot_curves, plot_metrics
-from benchmarks.fmnist_study.runs import (INIT_BASELINES, REPO, VARIANTS, append_jsonl, budget_key, knn_curve,
-                                          pretrain, read_jsonl, record, recorded_keys, run_dir, train_subset)
+from benchmarks.fmnist_study.runs import (INIT_BASELINES, REPO, VARIANTS, append_jsonl, budget_key, init_baseline_of,
+                                          knn_curve, pretrain, read_jsonl, record, recorded_keys, run_dir, train_subset)
 from benchmarks.fmnist_study.tables import metric_values, write_tables
 from pretrain.data.fashion_mnist import ensure_fashion_mnist
 
@@ -55,10 +55,10 @@ def init_baselines(a: argparse.Namespace, root: Path, jsonl: Path) -> None:
     for name, variant in INIT_BASELINES.items():
         for seed in a.seeds if variant else []:
             ckpt = run_dir(a, variant, seed) / "checkpoint.pt"
-            if not ckpt.is_file():  # the SimPool variant absent: the study's other architecture stands in
+            if not ckpt.is_file():  # that variant not in the study: any run of the same architecture stands in
                 ckpt = next((run_dir(a, v, seed) / "checkpoint.pt" for v in a.variants
                              if (run_dir(a, v, seed) / "checkpoint.pt").is_file()
-                             and (v == "simpool_attmask_high") == (variant == "simpool_attmask_high")), ckpt)
+                             and init_baseline_of(v) == name), ckpt)
             if (name, seed, budget_key(a)) in recorded or not ckpt.is_file():
                 continue
             append_jsonl(jsonl, {"variant": name, "seed": seed, **common, **evaluate(ckpt, root, a, init_seed=seed)})

@@ -37,6 +37,13 @@ VARIANTS: dict[str, list[str]] = {
 # untrained baselines: the architecture of this variant's run, evaluated at its random initialisation
 INIT_BASELINES: dict[str, str] = {"random_init": "attmask_high", "random_init_simpool": "simpool_attmask_high",
                                   "raw_pixels": ""}  # raw_pixels: no model, one row
+
+
+def init_baseline_of(variant: str) -> str:
+    """The random-init baseline row that shares ``variant``'s architecture (SimPool or the recipe's own)."""
+    return "random_init_simpool" if "model.pooling=simpool" in VARIANTS[variant] else "random_init"
+
+
 SUBSET_SEED = 0  # the training subset is the same for every run: only the run seed varies
 
 
