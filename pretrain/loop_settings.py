@@ -24,8 +24,7 @@ class LoopSettings:
         n_global: Global crops per image (images per step = global batch rows / n_global).
         patch_selection: Which student outputs the step computes (``pretrain.step.forward_losses``).
         update: Gradient clipping and last-layer freezing of :func:`pretrain.step.optimizer_step`.
-        collapse_loss: A [CLS] loss above this after the first epoch means the teacher's outputs are
-            near uniform (:func:`collapse_warning`); 0.9 ln(head.out_dim).
+        uniform_loss: The [CLS] loss against a uniform teacher, ln(head.out_dim) (:func:`collapse_warning`).
     """
 
     epochs: int
@@ -39,10 +38,13 @@ class LoopSettings:
     n_global: int
     patch_selection: str
     update: UpdateSettings
-    collapse_loss: float = math.inf
+    uniform_loss: float = math.inf
 
 
-def collapse_warning(loss_cls: float, epoch: int, collapse_loss: float) -> str | None:
+COLLAPSE_FRACTION = 0.9  # a [CLS] loss above this fraction of ln K after the first epoch: collapsed
+
+
+def collapse_warning(loss_cls: float, epoch: int, uniform_loss: float) -> str | None:
     """The warning for a [CLS] loss that says the teacher's outputs are near uniform, else None.
 
     Cross-entropy against a uniform teacher over K prototypes is ln K; a run whose [CLS] loss climbs
@@ -51,8 +53,8 @@ def collapse_warning(loss_cls: float, epoch: int, collapse_loss: float) -> str |
     while the same recipe with other seeds went down to 2.4). The first epoch is left out: the loss
     starts near ln K.
     """
-    if epoch < 1 or not loss_cls > collapse_loss:
+    if epoch < 1 or not loss_cls > COLLAPSE_FRACTION * uniform_loss:
         return None
-    return (f"the [CLS] loss is {loss_cls:.3f}, near ln K = {collapse_loss / 0.9:.3f} (K = head.out_dim): the "
+    return (f"the [CLS] loss is {loss_cls:.3f}, near ln K = {uniform_loss:.3f} (K = head.out_dim): the "
             "teacher's outputs are near uniform, the run has most likely collapsed. Lower optim.lr, raise "
             "optim.warmup_epochs or sharpen the teacher (loss.teacher_temp), and watch the online k-NN")

@@ -105,7 +105,7 @@ def loop_settings(cfg: PretrainConfig, steps_per_epoch: int) -> LoopSettings:
         image_every_steps=run_cfg.image_every_steps, max_nonfinite_steps=run_cfg.max_nonfinite_steps,
         knn_every_epochs=cfg.knn.every_epochs, n_global=cfg.data.n_global, patch_selection=run_cfg.patch_selection,
         update=UpdateSettings(optim.clip_grad, optim.clip_mode, optim.freeze_last_layer_epochs * steps_per_epoch),
-        collapse_loss=0.9 * math.log(cfg.head.out_dim))
+        uniform_loss=math.log(cfg.head.out_dim))
 
 
 def _loop(r: Run, state: TrainState, monitor: RunMonitor, s: LoopSettings) -> None:
@@ -170,7 +170,7 @@ def _log(r: Run, state: TrainState, monitor: RunMonitor, s: LoopSettings) -> Non
         log.info("step %d/%d  loss %.4f  cls %.4f  patch %.4f  %.1f img/s", state.step,
                  r.total_steps, values["loss"], values["loss_cls"], values["loss_patch"],
                  values["img_per_s"])
-        warning = collapse_warning(values["loss_cls"], state.epoch, s.collapse_loss)
+        warning = collapse_warning(values["loss_cls"], state.epoch, s.uniform_loss)
         if warning and "collapse" not in monitor.warned:  # once per run
             monitor.warned.add("collapse")
             log.warning("step %d: %s", state.step, warning)

@@ -327,11 +327,12 @@ def test_collapse_warning_after_the_first_epoch_only():
 
     from pretrain.loop_settings import collapse_warning
 
-    limit = 0.9 * math.log(256)  # 4.990
-    assert collapse_warning(5.44, 2, limit).startswith("the [CLS] loss is 5.440, near ln K = 5.545")
-    assert collapse_warning(5.44, 0, limit) is None  # the first epoch starts near ln K
-    assert collapse_warning(2.40, 3, limit) is None and collapse_warning(float("nan"), 3, limit) is None
+    ln_k = math.log(256)  # ln K = 5.545; warned above 0.9 of it, 4.990
+    assert collapse_warning(5.44, 2, ln_k).startswith("the [CLS] loss is 5.440, near ln K = 5.545")
+    assert collapse_warning(5.44, 0, ln_k) is None  # the first epoch starts near ln K
+    assert collapse_warning(2.40, 3, ln_k) is None and collapse_warning(float("nan"), 3, ln_k) is None
     cfg = tiny(Path("/tmp/unused"), Path("/tmp/unused"), "head.out_dim=64")
     from pretrain.train import loop_settings
 
-    assert loop_settings(cfg, 10).collapse_loss == pytest.approx(0.9 * math.log(64))
+    assert loop_settings(cfg, 10).uniform_loss == pytest.approx(math.log(64))
+    assert collapse_warning(4.98, 2, ln_k) is None and collapse_warning(5.00, 2, ln_k) is not None  # 0.9 ln K
