@@ -162,7 +162,7 @@ def build_pretrain_data(cfg: PretrainConfig, dist: DistInfo, device: torch.devic
             knn = KnnMonitor(k.dataset, resolve_root(k.dataset, k.root), k.train_split, k.test_split,
                              k.max_train, k.max_test, k.image_size, k.k, k.temperature,
                              batch_size=256, num_workers=min(d.num_workers, 2),
-                             mean=spec.mean, std=spec.std)
+                             mean=spec.mean, std=spec.std, features=tuple(k.features))
     return loader, spec, knn
 
 

@@ -133,6 +133,9 @@ class KnnMonitorConfig:
     image_size: int = 224
     k: int = 20
     temperature: float = 0.07
+    # readouts scored (pretrain.features kinds): pooled logs knn/top1, any other kind knn/top1_<kind>;
+    # the first is the one train.log and the final summary report
+    features: list[str] = field(default_factory=lambda: ["pooled"])
 
 
 @dataclass
@@ -212,6 +215,7 @@ def check_pretrain(cfg: PretrainConfig) -> None:
     if d.split != "train" and d.loader == "ffcv":
         raise ConfigError("data.split does not apply to data.loader=ffcv: write a .beton of the split you want")
     _check_augmentation(d)
+    _check_knn_features(cfg.knn.features)
     if not 0 <= cfg.mask.ratio_min <= cfg.mask.ratio_max <= 1:
         raise ConfigError(f"need 0 <= mask.ratio_min <= mask.ratio_max <= 1, got {cfg.mask.ratio_min}, "
                           f"{cfg.mask.ratio_max}")
@@ -234,6 +238,16 @@ def _check_augmentation(d: DataConfig) -> None:
             raise ConfigError(f"data.{name}={p} is a probability: give a value in [0, 1]")
     if min(d.color_jitter) < 0 or d.color_jitter[3] > 0.5:
         raise ConfigError(f"data.color_jitter={list(d.color_jitter)}: strengths must be >= 0 and hue <= 0.5")
+
+
+def _check_knn_features(features: list[str]) -> None:
+    """knn.features: a non-empty list of distinct feature kinds (pretrain.features.KINDS)."""
+    from pretrain.features import KINDS
+
+    unknown = [f for f in features if f not in KINDS]
+    if not features or unknown or len(set(features)) != len(features):
+        raise ConfigError(f"knn.features={list(features)} must be distinct feature kinds, at least one, from "
+                          f"{', '.join(KINDS)}" + (f" ({', '.join(map(repr, unknown))} is not one)" if unknown else ""))
 
 
 register_check(PretrainConfig, check_pretrain)

@@ -63,11 +63,12 @@ class KnnMonitor:
         train_split, test_split: Split names (bank and queries).
         max_train, max_test: Subset sizes (fixed, seeded), keeping the check cheap.
         image_size: Evaluation crop side (should match the global crop size).
+        features: Readouts scored (``pretrain.features`` kinds), e.g. ``("pooled", "grid2")``.
     """
 
     def __init__(self, dataset: str, root: str, train_split: str, test_split: str,
                  max_train: int, max_test: int, image_size: int, k: int, temperature: float,
-                 batch_size: int, num_workers: int, mean, std) -> None:
+                 batch_size: int, num_workers: int, mean, std, features: tuple[str, ...] = ("pooled",)) -> None:
         tf = EvalTransform(image_size, resize=image_size)
 
         def subset(split: str, limit: int, seed: int):
@@ -78,15 +79,23 @@ class KnnMonitor:
         self.test = build_eval_loader(subset(test_split, max_test, 1),
                                       tf, batch_size, num_workers)
         self.k, self.temperature, self.mean, self.std = k, temperature, mean, std
+        self.features = tuple(features)
 
-    def evaluate(self, backbone: nn.Module, device: torch.device, amp: str) -> float:
-        """Top-1 (%) of ``backbone``'s pooled features; ``amp`` is the run's resolved autocast."""
+    def evaluate(self, backbone: nn.Module, device: torch.device, amp: str) -> dict[str, float]:
+        """{kind: top-1 (%)} of ``backbone``'s features, in ``features`` order; ``amp`` is the run's autocast."""
         was_training = backbone.training
         backbone.eval()
         try:
-            feats = [extract(backbone, loader, ("pooled",), device, amp, self.mean, self.std,
-                             progress=False) for loader in (self.train, self.test)]
+            (bank, bank_y), (queries, query_y) = [
+                extract(backbone, loader, self.features, device, amp, self.mean, self.std, progress=False)
+                for loader in (self.train, self.test)]
         finally:
             backbone.train(was_training)
-        (tr_x, tr_y), (te_x, te_y) = [(torch.from_numpy(f["pooled"]), torch.from_numpy(y)) for f, y in feats]
-        return weighted_knn_top1(tr_x, tr_y, te_x, te_y, self.k, self.temperature)
+        bank_y, query_y = torch.from_numpy(bank_y), torch.from_numpy(query_y)
+        return {kind: weighted_knn_top1(torch.from_numpy(bank[kind]), bank_y, torch.from_numpy(queries[kind]),
+                                        query_y, self.k, self.temperature) for kind in self.features}
+
+
+def knn_tag(kind: str) -> str:
+    """The scalar name of one readout's online k-NN: ``knn/top1`` for pooled, ``knn/top1_<kind>`` otherwise."""
+    return "knn/top1" if kind == "pooled" else f"knn/top1_{kind}"

@@ -30,6 +30,7 @@ from pretrain.resume import check_disk_space, check_resumable, check_same_data_s
 from pretrain.state import Run, TrainState, checkpoint_bytes, checkpoint_state, restore, save_final
 from pretrain.loop_settings import LoopSettings, collapse_warning
 from pretrain.metrics_file import MetricsFile
+from pretrain.online_knn import knn_tag
 from pretrain.step import StepModules, UpdateSettings, forward_losses, optimizer_step, to_device_crops
 from pretrain.tensorboard import RunMonitor, attention_picture
 from pretrain.train_log import open_train_log, start_logging
@@ -191,9 +192,12 @@ def _end_of_epoch(r: Run, state: TrainState, monitor: RunMonitor, s: LoopSetting
     every = s.knn_every_epochs
     if every > 0 and state.epoch % every == 0:
         if r.dist.is_main:
-            state.last_knn = r.knn.evaluate(r.teacher.backbone, r.device, r.amp)
-            monitor.scalar("knn/top1", state.last_knn, state.step, state.epoch)
-            log.info("epoch %d: online k-NN top-1 %.2f%%", state.epoch, state.last_knn)
+            scores = r.knn.evaluate(r.teacher.backbone, r.device, r.amp)
+            for kind, top1 in scores.items():
+                monitor.scalar(knn_tag(kind), top1, state.step, state.epoch)
+            state.last_knn = next(iter(scores.values()))
+            log.info("epoch %d: online k-NN top-1 %s", state.epoch,
+                     ", ".join(f"{top1:.2f}% ({kind})" for kind, top1 in scores.items()))
         barrier()
     if state.last_ckpt_step != state.step:  # not twice when the epoch ends on a periodic one
         _checkpoint(r, state, s)

@@ -45,11 +45,11 @@ def test_trainer_writes_the_tensorboard_scalars_as_json(tmp_path, fashion_mnist_
         "optim.epochs=2", "optim.warmup_epochs=1", "loss.warmup_teacher_temp_epochs=1", "run.device=cpu",
         "run.progress=false", "run.log_every_steps=2", "run.image_every_steps=0", f"run.output_dir={out}",
         "knn.every_epochs=1", f"knn.root={fashion_mnist_root}", "knn.max_train=60", "knn.max_test=20",
-        "knn.image_size=16"]))
-    knn = read_metrics(out, "knn/top1")
-    assert [(r["step"], r["epoch"]) for r in knn] == [(2, 1), (4, 2)]
+        "knn.image_size=16", "knn.features=[pooled,grid2]"]))
+    for tag in ("knn/top1", "knn/top1_grid2"):
+        assert [(r["step"], r["epoch"]) for r in read_metrics(out, tag)] == [(2, 1), (4, 2)]
     events = EventAccumulator(str(out / "tensorboard"), size_guidance={"scalars": 0}).Reload()
-    for tag in ("knn/top1", "train/loss", "train/lr"):
+    for tag in ("knn/top1", "knn/top1_grid2", "train/loss", "train/lr"):
         board = [(e.step, e.value) for e in events.Scalars(tag)]
         ours = [(r["step"], r["value"]) for r in read_metrics(out, tag)]
         assert [s for s, _ in ours] == [s for s, _ in board] and len(ours) == 2
