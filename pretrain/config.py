@@ -215,7 +215,7 @@ def check_pretrain(cfg: PretrainConfig) -> None:
     if d.split != "train" and d.loader == "ffcv":
         raise ConfigError("data.split does not apply to data.loader=ffcv: write a .beton of the split you want")
     _check_augmentation(d)
-    _check_knn_features(cfg.knn.features)
+    _check_knn_features(cfg)
     if not 0 <= cfg.mask.ratio_min <= cfg.mask.ratio_max <= 1:
         raise ConfigError(f"need 0 <= mask.ratio_min <= mask.ratio_max <= 1, got {cfg.mask.ratio_min}, "
                           f"{cfg.mask.ratio_max}")
@@ -240,14 +240,25 @@ def _check_augmentation(d: DataConfig) -> None:
         raise ConfigError(f"data.color_jitter={list(d.color_jitter)}: strengths must be >= 0 and hue <= 0.5")
 
 
-def _check_knn_features(features: list[str]) -> None:
-    """knn.features: a non-empty list of distinct feature kinds (pretrain.features.KINDS)."""
+def _check_knn_features(cfg: PretrainConfig) -> None:
+    """knn.features: distinct feature kinds (pretrain.features.KINDS) this model can give, at least one."""
     from pretrain.features import KINDS
 
+    features, k = list(cfg.knn.features), cfg.knn
     unknown = [f for f in features if f not in KINDS]
     if not features or unknown or len(set(features)) != len(features):
-        raise ConfigError(f"knn.features={list(features)} must be distinct feature kinds, at least one, from "
+        raise ConfigError(f"knn.features={features} must be distinct feature kinds, at least one, from "
                           f"{', '.join(KINDS)}" + (f" ({', '.join(map(repr, unknown))} is not one)" if unknown else ""))
+    if k.every_epochs <= 0:
+        return
+    cls_kinds = [f for f in features if f.startswith("cls")]
+    if cls_kinds and cfg.model.pooling == "simpool":
+        raise ConfigError(f"knn.features={features}: {', '.join(cls_kinds)} read a [CLS] token, which "
+                          "model.pooling=simpool does not have: use pooled, avg or grid2")
+    if "grid2" in features and k.image_size // cfg.model.patch_size < 2:
+        raise ConfigError(f"knn.features grid2 needs a patch grid of at least 2x2: knn.image_size={k.image_size} "
+                          f"with model.patch_size={cfg.model.patch_size} gives "
+                          f"{k.image_size // cfg.model.patch_size}x{k.image_size // cfg.model.patch_size}")
 
 
 register_check(PretrainConfig, check_pretrain)

@@ -4,8 +4,9 @@ Reads the online k-NN of each readout the runs logged (``knn/top1`` for the pool
 ``knn/top1_grid2`` for the 2x2-grid readout when ``knn.features`` lists it; every
 ``knn.every_epochs``) and the wall time of each event from a run's TensorBoard folder. Minutes count
 from the creation of each event file (the start of the trainer); a run resumed over several sittings
-has several event files, whose durations are added, so pauses between sittings do not count. The pixel line is the same weighted k-NN (k=20,
-T=0.07) on the raw 784 pixels of the SAME bank / query subsets the online monitor uses
+has several event files, whose durations are added, so pauses between sittings do not count. The
+pixel line is the same weighted k-NN (k=20, T=0.07) on the raw 784 pixels of the SAME bank / query
+subsets the online monitor uses
 (``pretrain.online_knn``: ``knn.max_train`` images of ``knn.train_split`` drawn with seed 0,
 ``knn.max_test`` of ``knn.test_split`` with seed 1).
 

@@ -75,3 +75,12 @@ def test_tag_names():
 def test_bad_feature_lists_are_config_errors(value, needle):
     with pytest.raises(ConfigError, match=needle):
         load_config(PretrainConfig, None, [f"knn.features={value}"])
+
+
+@pytest.mark.parametrize("overrides, needle", [
+    (["model.pooling=simpool", "knn.features=[pooled,cls]"], "cls read a \\[CLS\\] token"),
+    (["model.patch_size=16", "knn.image_size=28", "knn.features=[grid2]"], "gives 1x1")])
+def test_readouts_the_model_cannot_give_are_config_errors_before_training(overrides, needle):
+    with pytest.raises(ConfigError, match=needle):
+        load_config(PretrainConfig, None, ["knn.every_epochs=1", *overrides])
+    load_config(PretrainConfig, None, ["knn.every_epochs=0", *overrides])  # no monitor: nothing to refuse
