@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--root", type=Path, default=REPO / "data", help="Fashion-MNIST folder (fetched if missing)")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "fmnist_speedrun" / "results")
     a = p.parse_args(argv)
-    runs = dict(r.split("=", 1) for r in a.run)
+    runs = dict(r.rsplit("=", 1) for r in a.run)  # the label may hold "=" (optim.epochs=4)
     missing = [d for d in runs.values() if not (Path(d) / "checkpoint.pt").is_file()]
     if missing:
         raise SystemExit(f"no checkpoint.pt in {', '.join(missing)}: let those runs finish (or resume them) first")

@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--run", action="append", required=True, help="LABEL=RUN_DIR (a pretraining output_dir)")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "fmnist_speedrun" / "results")
     a = p.parse_args(argv)
-    runs = dict(r.split("=", 1) for r in a.run)
+    runs = dict(r.rsplit("=", 1) for r in a.run)  # the label may hold "=" (optim.epochs=4)
     configs = {label: yaml.safe_load((Path(d) / "config.yaml").read_text()) for label, d in runs.items()}
     subsets = {json.dumps({k: c["knn"][k] for k in ("train_split", "test_split", "max_train", "max_test")})
                for c in configs.values()}

@@ -18,3 +18,8 @@ def test_a_run_without_its_final_checkpoint_is_named(tmp_path):
     with pytest.raises(SystemExit, match="running: let those runs finish"):
         fv.main(["--run", f"a={tmp_path / 'done'}", "--run", f"b={tmp_path / 'running'}", "--out", str(tmp_path)])
     assert not (tmp_path / "final_validation.json").exists()
+
+
+def test_a_label_may_hold_overrides_the_run_folder_follows_the_last_equals_sign(tmp_path):
+    with pytest.raises(SystemExit, match=f"no checkpoint.pt in {tmp_path / 'r'}:"):
+        fv.main(["--run", f"fmnist_simpool.yaml optim.epochs=4={tmp_path / 'r'}", "--out", str(tmp_path)])
