@@ -95,10 +95,10 @@ def feature_knn(checkpoint: Path, root: Path, size: int, kinds: tuple[str, ...],
     return {kind: (a[0], a[1]) for kind, a in acc.items()}
 
 
-def pixel_knn(root: Path, k: int = 20) -> float:
-    """The same k-NN on the raw 28x28 pixels of the same split."""
-    tr = build_dataset("fashion_mnist", root, "train")
-    te = build_dataset("fashion_mnist", root, "test")
+def pixel_knn(root: Path, k: int = 20, bank: str = "train", queries: str = "test") -> float:
+    """The same k-NN on the raw 28x28 pixels: ``bank`` split as the bank, ``queries`` split as the queries."""
+    tr = build_dataset("fashion_mnist", root, bank)
+    te = build_dataset("fashion_mnist", root, queries)
 
     def as_x(ds):
         return torch.from_numpy(ds.images.reshape(len(ds), -1).astype(np.float32))

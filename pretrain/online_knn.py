@@ -47,11 +47,18 @@ def weighted_knn_top1(train_feats: torch.Tensor, train_labels: torch.Tensor,
     return 100.0 * correct / test.shape[0]
 
 
+def subset_rows(n: int, limit: int, seed: int) -> np.ndarray:
+    """The monitor's fixed subset: ``limit`` of ``n`` rows drawn without replacement with ``seed``, sorted;
+    all rows when ``limit`` is 0 or covers them."""
+    if limit <= 0 or limit >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
+
+
 def _subset(dataset, limit: int, seed: int):
     if limit <= 0 or limit >= len(dataset):
         return dataset
-    idx = np.random.default_rng(seed).choice(len(dataset), size=limit, replace=False)
-    return torch.utils.data.Subset(dataset, np.sort(idx).tolist())
+    return torch.utils.data.Subset(dataset, subset_rows(len(dataset), limit, seed).tolist())
 
 
 class KnnMonitor:

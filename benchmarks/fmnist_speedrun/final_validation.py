@@ -17,11 +17,10 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from benchmarks.provenance import command_line, load_average, machine_line, utc_now, versions_line
-from launchers.demo import fashion_batches, top1
+from launchers.demo import fashion_batches, pixel_knn, top1
 from pretrain.data.datasets import build_dataset
 from pretrain.data.fashion_mnist import ensure_fashion_mnist
 from pretrain.data.transforms import IMAGENET_MEAN, IMAGENET_STD
@@ -43,16 +42,6 @@ def validation_knn(checkpoint: Path, root: Path, kinds: tuple[str, ...] = KINDS)
                        torch.from_numpy(query_y)) for kind in kinds}
 
 
-def pixel_validation_knn(root: Path) -> float:
-    """The same k-NN on the raw 784 pixels of the same bank and queries."""
-    bank, queries = (build_dataset("fashion_mnist", root, split) for split in (BANK, QUERIES))
-
-    def as_x(ds) -> torch.Tensor:
-        return torch.from_numpy(ds.images.reshape(len(ds), -1).astype(np.float32))
-
-    return top1(as_x(bank), torch.from_numpy(bank.labels), as_x(queries), torch.from_numpy(queries.labels))
-
-
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--run", action="append", required=True, help="LABEL=RUN_DIR (a finished pretraining output_dir)")
@@ -66,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     root = ensure_fashion_mnist(a.root)
     record = {"command": command_line(), "date": utc_now(), "machine": machine_line(), "versions": versions_line(),
               "load": load_average(), "bank": BANK, "queries": QUERIES, "k": 20, "temperature": 0.07,
-              "pixels": pixel_validation_knn(root),
+              "pixels": pixel_knn(root, bank=BANK, queries=QUERIES),
               "runs": {label: {"run_dir": d, **validation_knn(Path(d) / "checkpoint.pt", root)}
                        for label, d in runs.items()}}
     a.out.mkdir(parents=True, exist_ok=True)

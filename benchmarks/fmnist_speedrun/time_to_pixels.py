@@ -26,11 +26,12 @@ import torch
 import yaml
 
 from benchmarks.provenance import command_line, machine_line, utc_now, versions_line
+from pretrain.online_knn import knn_tag
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-READOUTS = {"pooled": "knn/top1", "grid2": "knn/top1_grid2"}  # readout -> the trainer's scalar tag
+READOUTS = {kind: knn_tag(kind) for kind in ("pooled", "grid2")}  # readout -> the trainer's scalar tag
 
 
 def knn_by_minute(run_dir: Path, tag: str = "knn/top1") -> list[tuple[float, int, float]]:
@@ -55,14 +56,13 @@ def knn_by_minute(run_dir: Path, tag: str = "knn/top1") -> list[tuple[float, int
 def pixel_knn(cfg: dict) -> float:
     """The online monitor's k-NN on raw pixels: same data set, splits, subset sizes and seeds."""
     from pretrain.data.datasets import FashionMNIST
-    from pretrain.online_knn import weighted_knn_top1
+    from pretrain.online_knn import subset_rows, weighted_knn_top1
 
     k = cfg["knn"]
 
     def subset(split: str, limit: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         ds = FashionMNIST(k["root"], split, as_pil=False)
-        rows = (np.sort(np.random.default_rng(seed).choice(len(ds), size=limit, replace=False))
-                if 0 < limit < len(ds) else np.arange(len(ds)))
+        rows = subset_rows(len(ds), limit, seed)
         return (torch.from_numpy(ds.images[rows].reshape(len(rows), -1).astype(np.float32)),
                 torch.from_numpy(ds.labels[rows]).long())
 
